@@ -1,0 +1,53 @@
+"""Which training images are labelled, unlabelled and held out (SPEC §5 and §10 "Splits").
+
+A seeded random choice: labelled = ``n_sup`` images drawn with ``split_seed``; unlabelled = every
+training image (the paper's protocol) or ``n_unsup`` of them; with ``n_val`` K, K images outside the
+labelled set are held out for validation and removed from the unlabelled set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import DataError
+
+
+@dataclass
+class Split:
+    labelled: np.ndarray  # indices into the training set, in split order
+    unlabelled: np.ndarray
+    held_out: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {k: [int(i) for i in v] for k, v in vars(self).items()}
+
+
+def random_split(n_train: int, n_sup: int | None, split_seed: int, n_unsup: int | None = None,
+                 n_val: int = 0) -> Split:
+    """Seeded split of ``n_train`` training images; ``n_sup=None`` labels them all (minus ``n_val``)."""
+    order = np.random.default_rng(split_seed).permutation(n_train)
+    return split_from_order(order, n_sup, n_unsup, n_val, split_seed)
+
+
+def split_from_order(order: np.ndarray, n_sup: int | None, n_unsup: int | None, n_val: int,
+                     split_seed: int, n_train: int | None = None) -> Split:
+    """The first ``n_sup`` of ``order`` are labelled; held-out images are drawn (seeded) from the rest."""
+    n_train = len(order) if n_train is None else n_train
+    order = np.asarray(order, dtype=np.int64)
+    n_sup = len(order) - n_val if n_sup is None else n_sup
+    if n_sup < 1:
+        raise DataError(f"--n-sup must be at least 1, got {n_sup}")
+    if n_sup + n_val > len(order):
+        raise DataError(f"--n-sup {n_sup} + --n-val {n_val} is more than the {len(order)} training images "
+                        f"available; lower them")
+    labelled = order[:n_sup]
+    rest = np.setdiff1d(np.arange(n_train), labelled)
+    held_out = np.sort(np.random.default_rng([split_seed, 1]).choice(rest, size=n_val, replace=False)) \
+        if n_val else np.zeros(0, np.int64)
+    unlabelled = np.setdiff1d(np.arange(n_train), held_out)
+    if n_unsup is not None:
+        if not 0 < n_unsup <= len(unlabelled):
+            raise DataError(f"--n-unsup {n_unsup} must be between 1 and the {len(unlabelled)} unlabelled images")
+        unlabelled = np.sort(np.random.default_rng([split_seed, 2]).choice(unlabelled, size=n_unsup, replace=False))
+    return Split(labelled, unlabelled, held_out)

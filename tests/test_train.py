@@ -1,0 +1,88 @@
+"""End-to-end runs of the training script on a tiny synthetic set."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import train_seg_semisup
+
+TINY = ["--synthetic-n-train", "24", "--synthetic-n-val", "6", "--n-sup", "6", "--batch-size", "2",
+        "--iters", "4", "--eval-every", "2", "--eval-batch-size", "6", "--threads", "2"]
+
+
+def run(args):
+    return CliRunner().invoke(train_seg_semisup.main, args, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("reg", ["none", "cutout", "cutmix"])
+def test_run_writes_config_metrics_final_checkpoint(tmp_path, reg):
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", reg, "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["reg"] == reg and config["iters"] == 4 and config["n_sup"] == 6
+    assert config["cons_weight"] == (0.0 if reg == "none" else 1.0)
+    assert config["mask_prop_range"] == {"none": None, "cutout": "0:1", "cutmix": "0.5"}[reg]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iter"] for m in metrics] == [2, 4]
+    assert all(0.0 <= m["miou"] <= 1.0 and "conf_frac" in m and "seconds" in m for m in metrics)
+    final = json.loads((out / "final.json").read_text())
+    assert final["iters"] == 4 and 0.0 <= final["miou"] <= 1.0 and len(final["per_class_iou"]) == 6
+    assert final["miou"] == metrics[-1]["miou"]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert {"student", "teacher", "optimizer", "config", "iter"} <= set(ckpt) and ckpt["iter"] == 4
+
+
+def test_option_aliases_and_precedence(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", "cutmix", "--cons_weight", "0.5", "--mask_prop_range", "0.25", "--n_sup", "5",
+                  "--lr", "0.01", "--no-aug-hflip", "--out-dir", str(out), "--iters", "1"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["cons_weight"] == 0.5 and config["mask_prop_range"] == "0.25" and config["n_sup"] == 5
+    assert config["lr"] == 0.01 and config["aug_hflip"] is False
+    assert config["arch"] == "unet_small" and config["crop_size"] == [64, 64]  # from the synthetic recipe
+
+
+def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--out-dir", str(out)])
+    assert result.exit_code != 0 and "already exists" in result.output and "--overwrite" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mask-prop-range", "2"], "0 <= a <= b <= 1"),
+    (["--n-sup", "100"], "more than the 24 training images"),
+    (["--crop-size", "a,b"], "expected one value or two"),
+    (["--resume"], "--resume needs --out-dir"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_seed_reproduces_and_resume_is_exact(tmp_path):
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0"]
+    run([*args, "--out-dir", str(tmp_path / "a")])
+    run([*args, "--out-dir", str(tmp_path / "b")])
+    run([*args, "--iters", "2", "--out-dir", str(tmp_path / "c")])
+    result = run(["--resume", "--iters", "4", "--out-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"] for r in "abc"]
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
+        torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
+    metrics_c = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iter"] for m in metrics_c] == [2, 4]
+
+
+def test_pi_model_and_saved_outputs(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "--model", "pi", "--save-model", "--save-preds", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.pt").is_file() and len(list((out / "preds").glob("*.png"))) == 6

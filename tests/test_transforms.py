@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from datapipe.transforms import AugParams, sample_matrix, warp
+
+
+def coordinate_image(h, w):
+    """R = 3x, G = 3y: bilinear interpolation of a linear ramp is exact, so values tell the source point."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([3 * xx, 3 * yy, np.zeros_like(xx)], axis=2).astype(np.uint8)
+
+
+def source_points(m, out_hw):
+    """Source coordinates of every view pixel: M⁻¹ (u, v, 1)."""
+    h, w = out_hw
+    vv, uu = np.mgrid[0:h, 0:w]
+    pts = np.linalg.inv(m) @ np.stack([uu.ravel(), vv.ravel(), np.ones(h * w)])
+    return pts[0].reshape(h, w), pts[1].reshape(h, w)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_image_label_and_validity_land_where_the_matrix_says(seed):
+    rng = np.random.default_rng(seed)
+    src_h, src_w = 60, 80
+    image = coordinate_image(src_h, src_w)
+    label = (np.arange(src_h * src_w).reshape(src_h, src_w) % 7).astype(np.uint8)
+    params = AugParams(crop_size=(48, 56), scale_range=(0.6, 1.6), rot_mag=20, hflip=True, vflip=True)
+    m, out_hw, _ = sample_matrix(params, (src_h, src_w), rng)
+    view, view_label, valid = warp(image, m, out_hw, label, fill=(9, 9, 9))
+    assert view.shape == (48, 56, 3) and view_label.shape == (48, 56) and valid.shape == (48, 56)
+    xs, ys = source_points(m, out_hw)
+    # image: interior pixels (whole bilinear support inside the source) carry their source coordinates
+    interior = (xs >= 0) & (xs <= src_w - 1) & (ys >= 0) & (ys <= src_h - 1)
+    assert np.abs(view[..., 0][interior] - 3 * xs[interior]).max() <= 1.0
+    assert np.abs(view[..., 1][interior] - 3 * ys[interior]).max() <= 1.0
+    # label: nearest source pixel; validity: 1 exactly where that pixel exists
+    xi, yi = np.floor(xs + 0.5).astype(int), np.floor(ys + 0.5).astype(int)
+    inside = (xi >= 0) & (xi < src_w) & (yi >= 0) & (yi < src_h)
+    safe = inside & (np.abs(xs + 0.5 - np.round(xs + 0.5)) > 1e-3) & (np.abs(ys + 0.5 - np.round(ys + 0.5)) > 1e-3)
+    np.testing.assert_array_equal(view_label[safe], label[yi[safe], xi[safe]])
+    np.testing.assert_array_equal(valid[safe], 1)
+    outside = ~inside & (np.abs(xs + 0.5 - np.round(xs + 0.5)) > 1e-3) & (np.abs(ys + 0.5 - np.round(ys + 0.5)) > 1e-3)
+    np.testing.assert_array_equal(valid[outside], 0)
+    np.testing.assert_array_equal(view_label[outside], 255)
+
+
+def test_identity_crop_and_flip_by_hand():
+    image = coordinate_image(10, 10)
+    params = AugParams(crop_size=(10, 10), hflip=True)
+    for seed in range(10):
+        m, hw, _ = sample_matrix(params, (10, 10), np.random.default_rng(seed))
+        view, _, valid = warp(image, m, hw)
+        flipped = m[0, 0] < 0
+        np.testing.assert_array_equal(view, image[:, ::-1] if flipped else image)
+        assert valid.all()
+
+
+def test_small_image_is_padded_with_fill_and_invalid():
+    image = np.full((20, 20, 3), 200, np.uint8)
+    params = AugParams(crop_size=(32, 32))
+    m, hw, _ = sample_matrix(params, (20, 20), np.random.default_rng(0))
+    view, label, valid = warp(image, m, hw, np.zeros((20, 20), np.uint8), fill=(1, 2, 3))
+    assert valid.sum() == 400 and (label == 255).sum() == 32 * 32 - 400
+    assert (view[valid == 0] == (1, 2, 3)).all() and (view[valid == 1] == 200).all()
+
+
+def test_hung_scale_steps():
+    params = AugParams(scale_range=(0.5, 1.5), scale_step=0.1)
+    draws = {round(params.draw_scale(np.random.default_rng(s)), 6) for s in range(300)}
+    assert draws == {round(0.5 + 0.1 * k, 6) for k in range(11)}

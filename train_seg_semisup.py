@@ -1,0 +1,516 @@
+"""Semi-supervised semantic segmentation with mean teacher and a consistency regularizer.
+
+French et al., "Semi-supervised semantic segmentation needs strong, varied perturbations", BMVC 2020.
+One training loop for every experiment; the perturbation is a plug-in (``--reg``):
+
+    python train_seg_semisup.py --dataset=synthetic --reg=cutmix
+    python train_seg_semisup.py --dataset=synthetic --reg=none        # supervised baseline
+
+Every option defaults to None and is resolved in this order (SPEC §10): command line > the dataset's
+recipe > the regularizer's defaults > the network's default learning rate > GLOBAL_DEFAULTS.
+"""
+from __future__ import annotations
+
+import os
+
+# Before torch loads OpenMP: busy-waiting threads slowed training up to 17× on a shared 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import architectures
+import datapipe
+import evaluation
+import regularizers
+
+GLOBAL_DEFAULTS = {
+    "dataset": "synthetic",
+    "arch": "unet_small",
+    "reg": "cutmix",
+    "n_sup": None,  # None: every training image is labelled
+    "n_unsup": None,  # None: every training image is also unlabelled (the paper's protocol)
+    "n_val": 0,
+    "split_seed": None,  # None: --seed
+    "iters": 40000,  # the paper: 40 epochs × 1000 iterations
+    "eval_every": 1000,
+    "batch_size": 10,
+    "unsup_batch_ratio": 1,
+    "eval_batch_size": 1,
+    "crop_size": None,  # None: whole images
+    "aug_scale_range": (1.0, 1.0),
+    "aug_scale_hung": False,
+    "aug_max_scale": None,
+    "aug_rot_mag": 0.0,
+    "aug_hflip": False,
+    "aug_vflip": False,
+    "aug_hvflip": False,
+    "optimizer": "adam",
+    "lr": None,  # None: the network's default (supplement Table 2)
+    "lr_sched": "none",
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "pretrained_lr_scale": 0.1,
+    "model": "mean_teacher",
+    "teacher_alpha": 0.99,
+    "teacher_bn_mode": "train",
+    "cons_loss": "var",
+    "cons_weight": None,  # None: the regularizer's paper weight (SPEC §4)
+    "conf_thresh": 0.97,
+    "conf_per_pixel": False,
+    "rampup": 0,
+    "mask_prop_range": None,  # None: the regularizer's default (CutMix 0.5, Cutout 0:1)
+    "boxmask_n_boxes": 1,
+    "boxmask_fixed_aspect_ratio": False,
+    "boxmask_by_size": False,
+    "boxmask_outside_bounds": False,
+    "boxmask_invert": True,
+    "freeze_bn": None,  # None: the network's paper setting
+    "pretrained": False,
+    "channels_last": True,
+    "seed": 0,
+    "device": None,  # None: cuda if available, else cpu
+    "num_workers": 0,
+    "threads": None,
+    "data_dir": None,
+    "synthetic_n_train": 4000,
+    "synthetic_n_val": 500,
+    "synthetic_seed": 0,
+    "out_dir": None,
+    "overwrite": False,
+    "resume": False,
+    "save_model": False,
+    "save_preds": False,
+}
+
+
+class ConfigError(click.ClickException):
+    """A bad combination of options: one line, exit code 1, no traceback."""
+
+
+# ----------------------------------------------------------------------------- configuration
+
+def load_dataset(cfg: dict) -> datapipe.DataBundle:
+    """Build ``cfg["dataset"]`` with its options (``--data-dir`` and the dataset-specific ones)."""
+    def get(key):
+        return cfg.get(key, GLOBAL_DEFAULTS[key])
+
+    return datapipe.build_dataset(get("dataset"), data_dir=get("data_dir"), n_train=get("synthetic_n_train"),
+                                  n_val=get("synthetic_n_val"), synthetic_seed=get("synthetic_seed"))
+
+
+def resolve_config(given: dict) -> dict:
+    """Merge the command line over the dataset recipe, regularizer and network defaults (SPEC §10)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    dataset = given.get("dataset", GLOBAL_DEFAULTS["dataset"])
+    bundle = load_dataset(given)
+    recipe = bundle.recipe
+    arch = given.get("arch", recipe.get("arch", GLOBAL_DEFAULTS["arch"]))
+    reg = given.get("reg", recipe.get("reg", GLOBAL_DEFAULTS["reg"]))
+    arch_spec = architectures.get_arch_spec(arch)
+    reg_defaults = {"cons_weight": 0.0}
+    if reg != "none":
+        reg_class = regularizers.get_regularizer_class(reg)
+        reg_defaults = {"cons_weight": reg_class.default_weight, **reg_class.defaults}
+    cfg = {**GLOBAL_DEFAULTS, "lr": arch_spec.default_lr, "freeze_bn": arch_spec.freeze_bn, **reg_defaults,
+           **recipe, **given, "dataset": dataset, "arch": arch, "reg": reg}
+    if cfg["split_seed"] is None:
+        cfg["split_seed"] = cfg["seed"]
+    if cfg["device"] is None:
+        cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg["out_dir"] is None:
+        n_sup = "all" if cfg["n_sup"] is None else cfg["n_sup"]
+        cfg["out_dir"] = f"runs/{dataset}-{reg}-{arch}-n{n_sup}-s{cfg['seed']}"
+    cfg["num_classes"] = bundle.num_classes
+    for key in ("crop_size", "aug_scale_range"):
+        if cfg[key] is not None:
+            cfg[key] = tuple(cfg[key])
+    return cfg, bundle
+
+
+def resume_config(given: dict):
+    """The saved configuration of the run in ``--out-dir``; only ``--iters`` may change (to extend it)."""
+    if given["out_dir"] is None:
+        raise ConfigError("--resume needs --out-dir, the run directory to continue")
+    path = Path(given["out_dir"]) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume: {path} not found; start a new run instead")
+    cfg = json.loads(path.read_text())
+    cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
+    for key in ("crop_size", "aug_scale_range"):
+        if cfg[key] is not None:
+            cfg[key] = tuple(cfg[key])
+    return cfg, load_dataset(cfg)
+
+
+def aug_params(cfg: dict) -> datapipe.AugParams:
+    scale_range, step = cfg["aug_scale_range"], 0.0
+    if cfg["aug_scale_hung"]:  # Hung et al.: 0.5 to 1.5 in steps of 0.1
+        scale_range, step = (0.5, 1.5), 0.1
+    elif cfg["aug_max_scale"] is not None:
+        scale_range = (1.0 / cfg["aug_max_scale"], cfg["aug_max_scale"])
+    return datapipe.AugParams(crop_size=cfg["crop_size"], scale_range=scale_range, scale_step=step,
+                              rot_mag=cfg["aug_rot_mag"], hflip=cfg["aug_hflip"], vflip=cfg["aug_vflip"],
+                              hvflip=cfg["aug_hvflip"])
+
+
+def make_optimizer(cfg: dict, net: architectures.SegNet) -> torch.optim.Optimizer:
+    groups = net.param_groups()
+    param_groups = [{"params": groups["new"], "lr_scale": 1.0},
+                    {"params": groups["pretrained"], "lr_scale": cfg["pretrained_lr_scale"]}]
+    param_groups = [g for g in param_groups if g["params"]]
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(param_groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return torch.optim.SGD(param_groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
+                           weight_decay=cfg["weight_decay"])
+
+
+def lr_factor(sched: str, it: int, iters: int) -> float:
+    """Learning-rate multiplier at iteration ``it`` of ``iters``."""
+    t = it / max(iters, 1)
+    if sched == "none":
+        return 1.0
+    if sched == "stepped":  # ×0.1 at half and three quarters of training
+        return 0.1 ** ((t >= 0.5) + (t >= 0.75))
+    if sched == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if sched == "poly":  # power 0.9, as for ISIC
+        return (1.0 - t) ** 0.9
+    raise ConfigError(f"unknown --lr-sched {sched!r}")
+
+
+def rampup_factor(it: int, rampup: int) -> float:
+    """Sigmoid ramp-up exp(−5(1 − t)²) over ``rampup`` iterations (0 = off)."""
+    if rampup <= 0 or it >= rampup:
+        return 1.0
+    return math.exp(-5.0 * (1.0 - it / rampup) ** 2)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def prepare_out_dir(cfg: dict) -> Path:
+    out = Path(cfg["out_dir"])
+    if cfg["resume"]:
+        if not (out / "checkpoint.pt").is_file():
+            raise ConfigError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; start a new run instead")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not cfg["overwrite"]:
+            raise ConfigError(f"run directory {out} already exists; pass --overwrite to replace it, "
+                              f"--resume to continue it, or choose another --out-dir")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def jsonable(cfg: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_dir: Path | None = None) -> dict:
+    loader = datapipe.eval_loader(dataset, cfg["eval_batch_size"], net_mean, net_std, cfg["num_workers"])
+
+    def save_preds(batch, pred):
+        for index, p in zip(batch["index"].tolist(), pred.cpu().numpy().astype(np.uint8), strict=True):
+            image = Image.fromarray(p, mode="P")
+            image.putpalette(palette.reshape(-1).tolist())
+            image.save(preds_dir / f"{dataset.sample_id(index)}.png")
+
+    if preds_dir is not None:
+        preds_dir.mkdir(parents=True, exist_ok=True)
+    memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+    batches = ({**b, "image": b["image"].to(memory_format=memory_format)} for b in loader)
+    confusion = evaluation.evaluate(model, batches, cfg["num_classes"], dataset.ignore_index, cfg["device"],
+                                    on_prediction=save_preds if preds_dir is not None else None)
+    return {"miou": confusion.miou(), "per_class_iou": confusion.per_class_iou()}
+
+
+# ----------------------------------------------------------------------------- training
+
+def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
+    out = prepare_out_dir(cfg)
+    device = torch.device(cfg["device"])
+    if cfg["threads"]:
+        torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(cfg["seed"])  # the global RNG initialises the weights and nothing else
+
+    # data: labelled subset, unlabelled pool, held-out validation (SPEC §10 "Splits")
+    split = datapipe.random_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"], cfg["n_val"])
+    labelled = datapipe.Subset(bundle.train, split.labelled)
+    unlabelled = datapipe.Subset(bundle.unlabelled or bundle.train,
+                                 split.unlabelled if bundle.unlabelled is None else range(len(bundle.unlabelled)))
+    eval_set = datapipe.Subset(bundle.train, split.held_out) if cfg["n_val"] else bundle.val
+
+    # networks: student, teacher (mean teacher: EMA copy; Π-model: the student itself)
+    memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+    student = architectures.build_arch(cfg["arch"], cfg["num_classes"], pretrained=cfg["pretrained"],
+                                       freeze_bn=cfg["freeze_bn"]).to(device, memory_format=memory_format)
+    mean_teacher = regularizers.MeanTeacher(student, cfg["teacher_alpha"]) if cfg["model"] == "mean_teacher" else None
+    teacher = mean_teacher.teacher if mean_teacher else student
+    optimizer = make_optimizer(cfg, student)
+
+    cons_loss = regularizers.ConsistencyLoss(cfg["cons_loss"], cfg["conf_thresh"], cfg["conf_per_pixel"])
+    mask_rng = np.random.default_rng([cfg["seed"], 1000])
+    reg = None if cfg["reg"] == "none" else regularizers.build_regularizer(cfg["reg"], cons_loss, mask_rng, cfg)
+
+    start_iter = 0
+    if cfg["resume"]:
+        ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
+        student.load_state_dict(ckpt["student"])
+        teacher.load_state_dict(ckpt["teacher"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        mask_rng.bit_generator.state = ckpt["mask_rng"]
+        start_iter = ckpt["iter"]
+    else:
+        write_json(out / "config.json", jsonable(cfg))
+        write_json(out / "split.json", split.as_dict())
+
+    params = aug_params(cfg)
+    mean, std = student.mean, student.std
+    batch_size, unsup_batch_size = cfg["batch_size"], cfg["batch_size"] * cfg["unsup_batch_ratio"]
+    sup_stream = datapipe.stream_loader(labelled, params, batch_size, cfg["seed"], 0, True, mean, std,
+                                        cfg["num_workers"], start=start_iter * batch_size)
+    unsup_streams = []
+    if reg is not None:
+        n_streams = 2 if reg.needs_partner else 1  # the partner is a second, independent batch
+        unsup_streams = [datapipe.stream_loader(unlabelled, params, unsup_batch_size, cfg["seed"], 1 + k, False,
+                                                mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size)
+                         for k in range(n_streams)]
+
+    def to_device(batch):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+        return batch
+
+    seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
+    t0 = time.time()
+    running = {"sup_loss": 0.0, "cons_loss": 0.0, "conf_frac": 0.0, "n": 0}
+
+    def log_evaluation(scores: dict, done: int) -> dict:
+        """Append one record to metrics.jsonl (training means since the last one) and print it."""
+        n = max(running["n"], 1)
+        record = {"iter": done, **scores, **{k: running[k] / n for k in ("sup_loss", "cons_loss", "conf_frac")},
+                  "seconds": seconds_before + time.time() - t0}
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        click.echo(f"\n[iter {done}] mIoU {100 * scores['miou']:.2f}%  sup loss {record['sup_loss']:.4f}  "
+                   f"cons loss {record['cons_loss']:.4f}  confident {record['conf_frac']:.3f}")
+        running.update(sup_loss=0.0, cons_loss=0.0, conf_frac=0.0, n=0)
+        return record
+
+    def save_state(done: int) -> None:
+        save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
+                        optimizer=optimizer.state_dict(), mask_rng=mask_rng.bit_generator.state, iter=done,
+                        seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
+    student.train()
+    teacher.train(cfg["teacher_bn_mode"] == "train")
+    iters = cfg["iters"]
+    with click.progressbar(range(start_iter, iters), label="training", show_pos=True,
+                           item_show_func=lambda _: f"sup {running['sup_loss'] / max(running['n'], 1):.3f}",
+                           file=None) as bar:
+        for it in bar:
+            # learning rate
+            for group in optimizer.param_groups:
+                group["lr"] = cfg["lr"] * group["lr_scale"] * lr_factor(cfg["lr_sched"], it, iters)
+
+            # supervised cross-entropy (255 = ignore)
+            sup = to_device(next(sup_stream))
+            logits = student(sup["image"])
+            n_labelled = (sup["label"] != 255).sum().clamp(min=1)
+            loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") / n_labelled
+            running["sup_loss"] += loss.item()
+
+            # consistency on unlabelled data
+            if reg is not None:
+                batch = to_device(next(unsup_streams[0]))
+                partner = to_device(next(unsup_streams[1])) if reg.needs_partner else None
+                cons, stats = reg(student, teacher, batch, partner)
+                loss = loss + cfg["cons_weight"] * rampup_factor(it, cfg["rampup"]) * cons
+                running["cons_loss"] += cons.item()
+                running["conf_frac"] += float(stats["conf_frac"])
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if mean_teacher is not None:
+                mean_teacher.update(student)
+            running["n"] += 1
+
+            # evaluate, log and checkpoint (the final evaluation follows the loop)
+            done = it + 1
+            if done < iters and cfg["eval_every"] and done % cfg["eval_every"] == 0:
+                log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std), done)
+                save_state(done)
+
+    # the final teacher is what is reported (no best-iteration picking)
+    preds_dir = out / "preds" if cfg["save_preds"] else None
+    final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir)
+    record = log_evaluation(final_scores, iters)
+    save_state(iters)
+    seconds = record["seconds"]
+    final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val"}
+    if cfg["n_val"]:
+        test = run_evaluation(teacher, bundle.val, cfg, mean, std)
+        final.update(test_miou=test["miou"], test_per_class_iou=test["per_class_iou"])
+    write_json(out / "final.json", final)
+    if cfg["save_model"]:
+        torch.save(teacher.state_dict(), out / "model.pt")
+    click.echo(f"final mIoU {100 * final['miou']:.2f}% after {iters} iterations, {seconds:.0f} s → {out}")
+    return final
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_pair(kind):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            parts = [kind(v) for v in str(value).replace(":", ",").split(",")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise click.BadParameter(f"expected one value or two separated by ',', got {value!r}")
+        return (parts[0], parts[-1])
+
+    return parse
+
+
+def check_prop_range(ctx, param, value):
+    if value is not None:
+        try:
+            regularizers.masks.parse_prop_range(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
+
+
+def option(*names, **kwargs):
+    """click.option with default None, so that unset options fall through to the recipe and defaults."""
+    kwargs.setdefault("default", None)
+    return click.option(*names, **kwargs)
+
+
+def flag(name: str, dest: str, help: str, alias: str | None = None):
+    """A boolean option settable both ways (``--x/--no-x``), with the authors' spelling as an alias."""
+    names = [f"--{name}/--no-{name}"]
+    if alias:
+        names.append(f"--{alias}/--no_{alias}")
+    return option(*names, dest, help=help)
+
+
+REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+# experiment
+@option("--dataset", type=click.Choice(sorted(datapipe.DATASETS)), help="dataset [synthetic]")
+@option("--data-dir", type=click.Path(), help="dataset root (datasets on disk)")
+@option("--synthetic-n-train", type=click.IntRange(min=1), help="synthetic: training images [4000]")
+@option("--synthetic-n-val", type=click.IntRange(min=1), help="synthetic: validation images [500]")
+@option("--synthetic-seed", type=int, help="synthetic: seed of the generated images [0]")
+@option("--arch", type=click.Choice(sorted(architectures.ARCHITECTURES)), help="network [dataset recipe]")
+@option("--reg", type=click.Choice(REG_CHOICES), help="perturbation; none = supervised baseline [cutmix]")
+@option("--model", type=click.Choice(["mean_teacher", "pi"]), help="teacher = EMA of student, or the student")
+# splits
+@option("--n-sup", "--n_sup", "n_sup", type=click.IntRange(min=1), help="labelled images [recipe; all]")
+@option("--n-unsup", "--n_unsup", "n_unsup", type=click.IntRange(min=1), help="unlabelled images [all]")
+@option("--n-val", "--n_val", "n_val", type=click.IntRange(min=0), help="training images held out for validation [0]")
+@option("--split-seed", "--split_seed", "split_seed", type=int, help="seed of the labelled subset [--seed]")
+# schedule and batches
+@option("--iters", type=click.IntRange(min=1), help="training iterations [recipe; 40000]")
+@option("--eval-every", type=click.IntRange(min=0), help="evaluate every N iterations, 0 = only at the end")
+@option("--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), help="labelled batch [recipe]")
+@option("--unsup-batch-ratio", "--unsup_batch_ratio", "unsup_batch_ratio", type=click.IntRange(min=1),
+        help="unlabelled batch = ratio × batch size [1]")
+@option("--eval-batch-size", type=click.IntRange(min=1), help="evaluation batch (1 when image sizes differ)")
+# augmentation
+@option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int), help="crop H,W [recipe]")
+@option("--aug-scale-range", callback=parse_pair(float), help="random scale low,high [recipe]")
+@flag("aug-scale-hung", "aug_scale_hung", "scale 0.5–1.5 in steps of 0.1 (Hung et al.; Pascal)", "aug_scale_hung")
+@option("--aug-max-scale", "--aug_max_scale", "aug_max_scale", type=float, help="scale in [1/s, s]")
+@option("--aug-rot-mag", "--aug_rot_mag", "aug_rot_mag", type=float, help="rotation ±degrees [0]")
+@flag("aug-hflip", "aug_hflip", "random horizontal flips", "aug_hflip")
+@flag("aug-vflip", "aug_vflip", "random vertical flips", "aug_vflip")
+@flag("aug-hvflip", "aug_hvflip", "random diagonal flips (transpose)", "aug_hvflip")
+# optimisation
+@option("--optimizer", "--opt_type", "optimizer", type=click.Choice(["adam", "sgd"]), help="[recipe; adam]")
+@option("--lr", "--learning_rate", "lr", type=float, help="learning rate of new layers [recipe; network default]")
+@option("--lr-sched", "--lr_sched", "lr_sched", type=click.Choice(["none", "stepped", "cosine", "poly"]),
+        help="learning-rate schedule [none]")
+@option("--momentum", "--sgd_momentum", "momentum", type=float, help="SGD momentum [0.9]")
+@flag("nesterov", "nesterov", "Nesterov momentum (SGD)", "sgd_nesterov")
+@option("--weight-decay", "--sgd_weight_decay", "weight_decay", type=float, help="weight decay [0]")
+@option("--pretrained-lr-scale", type=float, help="lr factor of pretrained layers [0.1]")
+# network
+@flag("pretrained", "pretrained", "ImageNet-pretrained backbone")
+@flag("freeze-bn", "freeze_bn", "keep BatchNorm frozen [network's paper setting]", "freeze_bn")
+@flag("channels-last", "channels_last", "channels-last memory format (faster convolutions on CPU) [on]")
+# consistency
+@option("--cons-loss", "--cons_loss_fn", "cons_loss", type=click.Choice(regularizers.CONS_LOSSES),
+        help="consistency loss [var]")
+@option("--cons-weight", "--cons_weight", "cons_weight", type=click.FloatRange(min=0),
+        help="consistency weight [regularizer's paper value]")
+@option("--conf-thresh", "--conf_thresh", "conf_thresh", type=click.FloatRange(0, 1),
+        help="teacher confidence threshold, 0 = off [0.97]")
+@flag("conf-per-pixel", "conf_per_pixel", "mask the loss per pixel instead of scaling by the confident fraction",
+      "conf_per_pixel")
+@option("--rampup", type=click.IntRange(min=0), help="sigmoid ramp-up iterations, 0 = off [0]")
+@option("--teacher-alpha", "--teacher_alpha", "teacher_alpha", type=click.FloatRange(0, 1), help="EMA rate [0.99]")
+@option("--teacher-bn-mode", type=click.Choice(["train", "eval"]),
+        help="teacher BatchNorm on unlabelled batches: batch statistics (authors) or running [train]")
+# masks
+@option("--mask-prop-range", "--mask_prop_range", "mask_prop_range", callback=check_prop_range,
+        help="box area proportion, p or a:b [CutMix 0.5, Cutout 0:1]")
+@option("--boxmask-n-boxes", "--boxmask_n_boxes", "boxmask_n_boxes", type=click.IntRange(min=1),
+        help="boxes per mask, combined by XOR [1]")
+@flag("boxmask-fixed-aspect-ratio", "boxmask_fixed_aspect_ratio", "square boxes", "boxmask_fixed_aspect_ratio")
+@flag("boxmask-by-size", "boxmask_by_size", "proportion range gives side lengths, not area", "boxmask_by_size")
+@flag("boxmask-outside-bounds", "boxmask_outside_bounds", "boxes may leave the image", "boxmask_outside_bounds")
+@flag("boxmask-invert", "boxmask_invert", "boxes are 1 (the original's default); --boxmask-no-invert: boxes are 0",
+      "boxmask_invert")
+# run
+@option("--seed", type=int, help="seed of initialisation, augmentation and masks [0]")
+@option("--device", help="cpu, cuda, cuda:1, ... [cuda if available]")
+@option("--num-workers", "--num_workers", "num_workers", type=click.IntRange(min=0), help="loader workers [0]")
+@option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default]")
+@option("--out-dir", type=click.Path(file_okay=False), help="run directory [runs/<dataset>-<reg>-<arch>-n<n>-s<seed>]")
+@flag("overwrite", "overwrite", "replace an existing run directory")
+@flag("resume", "resume", "continue the run in --out-dir from its checkpoint")
+@flag("save-model", "save_model", "write the final teacher's state dict to model.pt", "save_model")
+@flag("save-preds", "save_preds", "write prediction PNGs of the evaluation set to preds/", "save_preds")
+def main(**given):
+    """Train a segmentation network with mean teacher and a consistency regularizer."""
+    try:
+        cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
+        train(cfg, bundle)
+    except datapipe.DataError as err:
+        raise click.ClickException(str(err)) from None
+
+
+if __name__ == "__main__":
+    main()

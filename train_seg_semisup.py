@@ -122,6 +122,10 @@ def resolve_config(given: dict) -> dict:
     if reg != "none":
         reg_class = regularizers.get_regularizer_class(reg)
         reg_defaults = {"cons_weight": reg_class.default_weight, **reg_class.defaults}
+    # a recipe may carry the paper's weight per regularizer for its dataset (e.g. ISIC's)
+    recipe = {k: v for k, v in recipe.items() if k != "reg_weights"}
+    if reg in bundle.recipe.get("reg_weights", {}):
+        recipe["cons_weight"] = bundle.recipe["reg_weights"][reg]
     cfg = {**GLOBAL_DEFAULTS, "lr": arch_spec.default_lr, "freeze_bn": arch_spec.freeze_bn, **reg_defaults,
            **recipe, **given, "dataset": dataset, "arch": arch, "reg": reg}
     if cfg["split_seed"] is None:

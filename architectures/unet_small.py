@@ -11,6 +11,7 @@ from torch import nn
 
 from .base import SegNet
 from .registry import register_arch
+from .weights import WeightsError
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -27,7 +28,7 @@ class SmallUNet(SegNet):
     mean = (0.5, 0.5, 0.5)
     std = (0.25, 0.25, 0.25)
 
-    def __init__(self, num_classes: int, width: int = 24, depth: int = 3):
+    def __init__(self, num_classes: int, width: int = 16, depth: int = 3):
         super().__init__()
         chans = [width * 2**i for i in range(depth + 1)]
         self.enc = nn.ModuleList([DoubleConv(3, chans[0])] +
@@ -50,10 +51,11 @@ class SmallUNet(SegNet):
         return self.classifier(x)  # (N, C, H, W)
 
 
-@register_arch("unet_small", default_lr=1e-3, description="small 4-level U-Net, random init (CPU default)")
+@register_arch("unet_small", default_lr=1e-3, description="small 4-level U-Net, random init (CPU default)",
+               has_pretrained=False)
 def unet_small(num_classes: int, pretrained: bool = False, freeze_bn: bool = False, **kwargs) -> SegNet:
     if pretrained:
-        raise ValueError("not supported: unet_small has no pretrained weights; drop --pretrained")
+        raise WeightsError("not supported: unet_small has no pretrained weights; use --no-pretrained or --weights PATH")
     net = SmallUNet(num_classes, **kwargs)
     if freeze_bn:
         net.freeze_bn()

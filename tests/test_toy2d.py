@@ -1,0 +1,337 @@
+"""Fast CPU tests of toy2d.py: data generation, distance map, constraint mask, losses, rendering and
+short runs of the commands."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import toy2d
+
+
+def half_plane(h: int = 20, w: int = 20, split: int = 10) -> np.ndarray:
+    """Class 1 in columns >= split."""
+    image = np.zeros((h, w), dtype=bool)
+    image[:, split:] = True
+    return image
+
+
+def disk_image(size: int = 64, radius: float = 18.0) -> np.ndarray:
+    c = np.arange(size) + 0.5
+    x, y = np.meshgrid(c, c)
+    return np.hypot(x - size / 2, y - size / 2) < radius
+
+
+def write_png(path: Path, image: np.ndarray) -> str:
+    Image.fromarray(image.astype(np.uint8) * 255).save(path)
+    return str(path)
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+
+def test_signed_distance_sign_and_units():
+    sd = toy2d.signed_distance_map(half_plane())
+    # class 1 (columns >= 10): +distance to the nearest class-0 pixel centre; class 0: negative
+    assert sd[5, 10] == 1 and sd[5, 13] == 4 and sd[5, 19] == 10
+    assert sd[5, 9] == -1 and sd[5, 0] == -10
+    assert (sd[:, :10] < 0).all() and (sd[:, 10:] > 0).all()
+
+    image = np.zeros((16, 16), dtype=bool)
+    image[2, 3] = True  # a single class-1 pixel
+    sd = toy2d.signed_distance_map(image)
+    assert sd[2, 3] == 1.0
+    assert sd[6, 6] == pytest.approx(-5.0)  # a 3-4-5 triangle, in pixels
+    assert sd[2, 10] == pytest.approx(-7.0)
+
+
+def test_signed_distance_rejects_one_class():
+    with pytest.raises(ValueError, match="both classes"):
+        toy2d.signed_distance_map(np.ones((8, 8), dtype=bool))
+
+
+def test_erosion_half_plane_by_hand():
+    kept = toy2d.erode_classes(half_plane(), 3)
+    # class 0 column c is 10 - c px from class 1: kept when > 3, i.e. c <= 6; class 1 column c is c - 9 px
+    # from class 0: kept when c >= 13. The gap is columns 7..12: 2r = 6 columns.
+    assert kept[:, :7].all() and kept[:, 13:].all()
+    assert not kept[:, 7:13].any()
+    assert toy2d.erode_classes(half_plane(), 0).all()
+
+
+def test_erosion_removes_exactly_pixels_within_r_of_other_class():
+    rng = np.random.default_rng(0)
+    image = disk_image(24, 7.0)
+    image[rng.integers(0, 24, 6), rng.integers(0, 24, 6)] ^= True  # a few irregular pixels
+    radius = 2.5
+    rows, cols = np.mgrid[0:24, 0:24]
+    expected = np.zeros_like(image)
+    for r in range(24):
+        for c in range(24):
+            other = image != image[r, c]
+            nearest = np.hypot(rows[other] - r, cols[other] - c).min()
+            expected[r, c] = nearest > radius
+    np.testing.assert_array_equal(toy2d.erode_classes(image, radius), expected)
+
+
+def test_image_samples_labels_match_image():
+    image = np.zeros((24, 40), dtype=bool)  # not square, not symmetric: rows and columns cannot swap
+    image[:, 28:] = True
+    image[4:14, 5:12] = True
+    rng = np.random.default_rng(1)
+    pos, labels = toy2d.image_samples(image, 2, 0.0, rng)
+    kept = toy2d.erode_classes(image, 2)
+    assert len(pos) == kept.sum()
+    cols, rows = np.floor(pos).astype(int).T
+    np.testing.assert_array_equal(pos % 1.0, 0.5)  # pixel centres without jitter
+    assert kept[rows, cols].all()
+    np.testing.assert_array_equal(labels, image[rows, cols])
+    # with jitter, the same pixels, moved
+    pos_j, labels_j = toy2d.image_samples(image, 2, 1.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(labels_j, labels)
+    assert 0.9 < (pos_j - pos).std() < 1.1
+
+
+def test_image_samples_rejects_erosion_that_empties_a_class():
+    with pytest.raises(ValueError, match="no pixel of class 1"):
+        toy2d.image_samples(disk_image(32, 5.0), 6, 0.0, np.random.default_rng(0))
+
+
+def test_unit_coordinates_are_pixel_centres():
+    units = toy2d.pixels_to_unit(np.array([[0.5, 0.5], [63.5, 31.5], [32.0, 16.0]]), (32, 64))
+    np.testing.assert_allclose(units, [[-1 + 1 / 64, -1 + 1 / 32], [1 - 1 / 64, 1 - 1 / 32], [0.0, 0.0]])
+
+
+def test_choose_labelled_counts():
+    labels = np.array([0] * 30 + [1] * 10)
+    rng = np.random.default_rng(0)
+    idx = toy2d.choose_labelled(labels, 8, False, rng)  # proportional: 6 and 2
+    assert len(set(idx.tolist())) == 8 and np.bincount(labels[idx]).tolist() == [6, 2]
+    idx = toy2d.choose_labelled(labels, 8, True, rng)  # balanced: 4 and 4
+    assert np.bincount(labels[idx]).tolist() == [4, 4]
+    idx = toy2d.choose_labelled(labels, 7, True, rng)
+    assert np.bincount(labels[idx]).tolist() == [4, 3]
+    with pytest.raises(ValueError):
+        toy2d.choose_labelled(labels, 41, False, rng)
+
+
+def test_spiral_samples_follow_the_spiral_image():
+    image = toy2d.make_spiral_image(256)
+    pos, labels = toy2d.spiral_samples(256, 500, 1.0, np.random.default_rng(0))
+    assert np.bincount(labels).tolist() == [500, 500]
+    cols, rows = np.clip(pos.astype(int), 0, 255).T
+    assert (image[rows, cols] == labels).mean() > 0.97
+    assert 0.3 < image.mean() < 0.7
+
+
+def test_default_boundary_is_reproducible_and_shipped():
+    shipped = toy2d.load_boundary_image(toy2d.DEFAULT_BOUNDARY_PATH)
+    assert shipped.shape == (512, 512)
+    np.testing.assert_array_equal(shipped, toy2d.make_default_boundary())
+    assert 0.1 < shipped.mean() < 0.5
+    # each class is one connected region, also after the paper's 35 px erosion
+    kept = toy2d.erode_classes(shipped, 35)
+    for region in (shipped, ~shipped, kept & shipped, kept & ~shipped):
+        assert cv2.connectedComponents(region.astype(np.uint8), connectivity=4)[0] == 2
+
+
+# -- constraint, losses, EMA ------------------------------------------------------------------------------
+
+
+def test_contour_mask_on_hand_placed_points():
+    image = half_plane(64, 64, 32)  # signed distance: c - 31 in class 1, -(32 - c) in class 0
+    dist_t = torch.as_tensor(toy2d.signed_distance_map(image))[None, None]
+    # (x before, x after) in pixels, y = 20.5 unless moved vertically
+    moves = [
+        ((10.5, 20.5), (10.5, 40.5), 1.0),  # along the contour: distance unchanged
+        ((10.5, 20.5), (13.5, 20.5), 1.0),  # 3 px towards the boundary
+        ((10.5, 20.5), (15.5, 20.5), 0.0),  # 5 px towards the boundary
+        ((30.5, 20.5), (34.5, 20.5), 0.0),  # across the boundary: -2 -> +3
+        ((20.5, 5.5), (17.5, 60.5), 1.0),  # 3 px away from the boundary (-12 -> -15), far along it
+        ((60.5, 20.5), (80.5, 20.5), 1.0),  # outside the image: reads the border column (29 -> 32)
+    ]
+    x = torch.tensor(toy2d.pixels_to_unit(np.array([m[0] for m in moves]), image.shape), dtype=torch.float32)
+    x_hat = torch.tensor(toy2d.pixels_to_unit(np.array([m[1] for m in moves]), image.shape), dtype=torch.float32)
+    np.testing.assert_allclose(toy2d.sample_map(dist_t, x).numpy(), [-22, -22, -22, -2, -12, 29], atol=1e-5)
+    keep = toy2d.contour_mask(dist_t, x, x_hat, 4.0)
+    assert keep.tolist() == [m[2] for m in moves]
+
+
+def test_consistency_losses_by_hand():
+    student = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    teacher = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(toy2d.consistency_per_sample(student, teacher, "logits_var"), [0.5, 0.0])
+    p = 1 / (1 + np.exp(-1.0))  # softmax([1, 0])[0]
+    np.testing.assert_allclose(toy2d.consistency_per_sample(student, teacher, "var"), [(p - 0.5) ** 2, 0], rtol=1e-5)
+    # bce against the teacher's 0.5 / 0.5: -(0.5 log p + 0.5 log(1 - p)) for each class, averaged
+    bce = -(0.5 * np.log(p + 1e-6) + 0.5 * np.log(1 - p + 1e-6))
+    np.testing.assert_allclose(
+        toy2d.consistency_per_sample(student, teacher, "bce"), [bce, -np.log(0.5 + 1e-6)], rtol=1e-5
+    )
+
+
+def test_ema_update_alpha_extremes():
+    torch.manual_seed(0)
+    student, teacher = toy2d.MLP(2, 8, "batch"), toy2d.MLP(2, 8, "batch")
+    student.hidden[1].running_mean.fill_(3.0)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    toy2d.ema_update(teacher, student, alpha=1.0)
+    for k, v in teacher.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    toy2d.ema_update(teacher, student, alpha=0.0)  # copies the student, BatchNorm statistics included
+    for k, v in teacher.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, student.state_dict()[k])
+    toy2d.ema_update(teacher, toy2d.MLP(2, 8, "batch").requires_grad_(False).apply(_zero), alpha=0.25)
+    torch.testing.assert_close(teacher.out.weight, 0.25 * student.out.weight)
+
+
+def _zero(module):
+    for tensor in module.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.zero_()
+
+
+def test_mlp_shapes_and_dropout_switch():
+    model = toy2d.MLP(3, 16, "none", dropout=0.5).train()
+    x = torch.randn(5, 2)
+    assert model(x).shape == (5, 2)
+    torch.testing.assert_close(model(x, use_dropout=False), model(x, use_dropout=False))
+
+
+# -- rendering --------------------------------------------------------------------------------------------
+
+
+def test_render_prediction_size_and_marks():
+    image = np.zeros((40, 60), dtype=bool)
+    image[:, 30:] = True
+    prob = np.tile(np.linspace(0, 1, 60), (40, 1))
+    pos = toy2d.pixel_centres(image.shape)
+    vis = toy2d.render_prediction(image, prob, pos, np.array([[10.5, 20.5]]), np.array([1]), "prob")
+    assert vis.shape == (40, 60, 3) and vis.dtype == np.uint8
+    assert tuple(vis[20, 10]) == toy2d.CLASS_BGR[1]  # labelled point drawn at (x, y) = (10, 20)
+    assert tuple(vis[5, 30]) == toy2d.BOUNDARY_BGR  # true boundary
+    assert toy2d.render_prediction(image, prob, pos, pos[:0], np.zeros(0), "class").shape == (40, 60, 3)
+    assert toy2d.render_distance_map(toy2d.signed_distance_map(image)).shape == (40, 60, 3)
+
+
+def test_compose_grid_size():
+    panels = [toy2d.titled(np.zeros((30, 20, 3), np.uint8), ["a", "b"], bar=10) for _ in range(3)]
+    assert toy2d.compose_grid(panels, n_cols=2, margin=5).shape == (2 * 45 + 5, 2 * 25 + 5, 3)
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+
+TINY = ["--hidden-size", "16", "--n-hidden", "2", "--batch-size", "256", "--threads", "1"]
+
+
+def run_cli(args):
+    return CliRunner().invoke(toy2d.cli, args)
+
+
+def test_train_command_writes_outputs(tmp_path):
+    img = write_png(tmp_path / "disk.png", disk_image(64, 18.0))
+    out = tmp_path / "run"
+    args = ["train", f"--dataset=img:{img}", "--erode-radius", "4", "--epochs", "2", "--render-every", "1"]
+    result = run_cli(args + TINY + ["--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    final = json.loads((out / "final.json").read_text())
+    assert 0.0 <= final["error_rate"] <= 1.0 and 0.0 <= final["grid_error_rate"] <= 1.0
+    assert final["settings"]["erode_radius"] == 4 and final["settings"]["hidden_size"] == 16
+    assert final["n_samples"] == toy2d.erode_classes(disk_image(64, 18.0), 4).sum()
+    assert final["n_sup"] == 10 and len(final["sup_points"]) == 10
+    assert cv2.imread(str(out / "prediction.png")).shape == (64, 64, 3)
+    assert cv2.imread(str(out / "distance_map.png")).shape == (64, 64, 3)
+    assert (out / "epochs" / "epoch_00001.png").is_file() and (out / "epochs" / "epoch_00002.png").is_file()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+    # the same seed gives the same run; an existing run directory is refused without --overwrite
+    again = run_cli(args + TINY + ["--out-dir", str(out)])
+    assert again.exit_code != 0 and "not empty" in again.output
+    again = run_cli(args + TINY + ["--out-dir", str(out), "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "final.json").read_text())["error_rate"] == final["error_rate"]
+
+
+def test_train_constrained_no_gap_supervised_and_spiral(tmp_path):
+    img = write_png(tmp_path / "disk.png", disk_image(48, 14.0))
+    base = ["train", f"--dataset=img:{img}", "--epochs", "1"] + TINY
+    constrained = [
+        "--erode-radius",
+        "0",
+        "--norm-layer",
+        "none",
+        "--no-cons-dropout",
+        "--cons-loss",
+        "logits_var",
+        "--cons-weight",
+        "1",
+        "--perturb-std",
+        "8",
+        "--dist-contour-range",
+        "2",
+        "--conf-avg",
+    ]
+    result = run_cli(base + constrained + ["--out-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    kept = json.loads((tmp_path / "c" / "metrics.jsonl").read_text())["kept_fraction"]
+    assert 0.0 < kept < 1.0  # 8 px perturbations, 2 px allowed change: some kept, some masked
+    result = run_cli(base + ["--erode-radius", "3", "--cons-weight", "0", "--out-dir", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s" / "metrics.jsonl").read_text())["cons_loss"] == 0.0
+    spiral = ["train", "--dataset", "spiral", "--epochs", "0", "--balance-classes"] + TINY
+    result = run_cli(spiral + ["--out-dir", str(tmp_path / "sp")])
+    assert result.exit_code == 0, result.output
+    final = json.loads((tmp_path / "sp" / "final.json").read_text())
+    assert final["n_samples"] == 10000 and sorted(p[2] for p in final["sup_points"]) == [0] * 5 + [1] * 5
+
+
+def test_figure1_tiny(tmp_path):
+    img = write_png(tmp_path / "disk.png", disk_image(48, 14.0))
+    out = tmp_path / "fig"
+    args = ["figure1", f"--dataset=img:{img}", "--gap-radius", "3", "--epochs", "1", "--hidden-size", "8"]
+    result = run_cli(args + ["--batch-size", "256", "--threads", "1", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["name"] for e in summary] == [name for name, _, _ in toy2d.FIGURE1_PANELS]
+    settings = [e["settings"] for e in summary]
+    assert [s["erode_radius"] for s in settings] == [3, 3, 0, 0]
+    assert [s["cons_weight"] for s in settings] == [0, 10, 1, 1]
+    assert [s["dist_contour_range"] for s in settings] == [0, 0, 0, 4]
+    assert all(0 <= e["error_rate"] <= 1 and e["seconds"] >= 0 for e in summary)
+    figure = cv2.imread(str(out / "figure1.png"))
+    assert figure.shape[0] > 2 * 48 and figure.shape[1] > 2 * 48
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "img:/nonexistent/boundary.png"], "not found"),
+        (["--dataset", "img:{unreadable}"], "cannot read"),
+        (["--dataset", "img:{one_class}", "--epochs", "0"], "both classes"),
+        (["--dataset", "img:{disk}", "--erode-radius", "40"], "no pixel of class"),
+        (["--dataset", "moon"], "use boundary, spiral or img:PATH"),
+        (["--erode-radius", "-3"], "--erode-radius"),
+        (["--perturb-std", "-1"], "--perturb-std"),
+        (["--norm-layer", "group"], "--norm-layer"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path, args, message):
+    (tmp_path / "bad.png").write_text("not a png")
+    files = {
+        "unreadable": str(tmp_path / "bad.png"),
+        "one_class": write_png(tmp_path / "white.png", np.ones((16, 16), bool)),
+        "disk": write_png(tmp_path / "disk.png", disk_image(48, 14.0)),
+    }
+    args = [a.format(**files) for a in args]
+    result = run_cli(["train", *args, *TINY, "--out-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.output

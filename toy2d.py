@@ -1,0 +1,927 @@
+"""The 2D toy experiments of French et al., "Semi-supervised semantic segmentation needs strong, varied
+perturbations" (BMVC 2020), supplement C and Figure 1 of the paper.
+
+Two classes of points in [-1, 1]^2 come from a black-and-white boundary image (one sample per pixel,
+jittered); an MLP is trained on 10 labelled points with mean teacher consistency on all the points.
+With a low-density gap between the classes (`--erode-radius 35`) consistency finds the boundary; with no
+gap (`--erode-radius 0`) isotropic perturbation fails, and perturbations constrained to the contours of
+the distance map to the true boundary (`--dist-contour-range 4`) succeed again.
+
+    python toy2d.py train --out-dir runs/toy2d-mt-gap                      # one experiment
+    python toy2d.py figure1 --out-dir runs/toy2d-figure1                   # the four panels of Figure 1
+    python toy2d.py make-boundary                                          # re-create toy2d_boundary.png
+
+Self-contained (numpy, scipy, torch, OpenCV, Pillow, click): copy this file alone and it works.
+
+Units and conventions. Pixel (row r, column c) of an H x W image covers [c, c+1) x [r, r+1); its centre
+(c + 0.5, r + 0.5) maps to u = (c + 0.5) / W * 2 - 1, v = (r + 0.5) / H * 2 - 1, which is the
+`grid_sample(align_corners=False)` convention. Points are (x, y) = (u, v). Every length on the command
+line is in pixels of the image: 30 px = 30 / 512 * 2 = 0.117 on a 512-pixel image (supplement C).
+"""
+
+import os
+
+# Before torch loads OpenMP: busy-waiting OpenMP threads slow everything down on a shared machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
+
+DEFAULT_BOUNDARY_PATH = Path(__file__).resolve().parent / "toy2d_boundary.png"
+DEFAULT_BOUNDARY_SEED = 7
+EVAL_CHUNK = 16384
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data: boundary images, signed distance map, erosion, samples
+# ----------------------------------------------------------------------------------------------------
+
+
+def make_default_boundary(seed: int = DEFAULT_BOUNDARY_SEED, size: int = 512) -> np.ndarray:
+    """The project's own boundary: a smooth irregular closed curve, class 1 inside.
+
+    The curve is rho(theta) = 0.52 (1 + sum_k a_k cos(k theta + phi_k)), k = 2..5, in normalised image
+    coordinates around a slightly shifted centre; a_k and phi_k come from `seed`. The lobes stay wider
+    than the 70 px gap of the paper, so each class stays one connected region after erosion.
+    Returns (size, size) bool.
+    """
+    rng = np.random.default_rng(seed)
+    ks = np.arange(2, 6)
+    amps = rng.uniform(0.6, 1.0, ks.size) * 0.42 / ks**0.8
+    phases = rng.uniform(0.0, 2.0 * np.pi, ks.size)
+    cx, cy = rng.uniform(-0.08, 0.08, 2)
+    c = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    x, y = np.meshgrid(c, c)
+    rho, theta = np.hypot(x - cx, y - cy), np.arctan2(y - cy, x - cx)
+    radius = 0.52 * (1.0 + sum(a * np.cos(k * theta + p) for k, a, p in zip(ks, amps, phases, strict=True)))
+    return rho < radius
+
+
+def load_boundary_image(path) -> np.ndarray:
+    """Read any image as greyscale in [0, 1] and threshold at 0.5: (H, W) bool, True = class 1."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"boundary image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read boundary image {path}: {exc}") from None
+    return grey >= 0.5
+
+
+def make_spiral_image(size: int = 512, turns: float = 1.75) -> np.ndarray:
+    """Two interleaved Archimedean spiral arms; each pixel takes the class of the nearer arm.
+
+    Arm k (k = 0, 1) is rho = a (theta - k pi + 2 pi n) with a = 0.47 size / (2 pi turns); a pixel
+    belongs to class 1 when its phase (rho / a - theta) mod 2 pi is closer to pi than to 0.
+    Returns (size, size) bool.
+    """
+    a = 0.47 * size / (2.0 * np.pi * turns)
+    c = np.arange(size) + 0.5 - size / 2.0
+    x, y = np.meshgrid(c, c)
+    phase = np.mod(np.hypot(x, y) / a - np.arctan2(y, x), 2.0 * np.pi)
+    return np.cos(phase) < 0.0
+
+
+def spiral_samples(
+    size: int, n_per_arm: int, noise_std: float, rng: np.random.Generator, turns: float = 1.75
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points along the two arms of `make_spiral_image` (radius uniform in area), jittered by
+    `noise_std` px. Returns positions (N, 2) as (x, y) in pixels and labels (N,) int64."""
+    a = 0.47 * size / (2.0 * np.pi * turns)
+    rho_max = 0.47 * size
+    rho = np.sqrt(rng.uniform((0.05 * rho_max) ** 2, rho_max**2, size=(2, n_per_arm)))
+    theta = rho / a + np.pi * np.arange(2)[:, None]
+    pos = np.stack([np.cos(theta) * rho, np.sin(theta) * rho], axis=-1).reshape(-1, 2) + size / 2.0
+    pos = pos + rng.normal(0.0, noise_std, size=pos.shape)
+    labels = np.repeat(np.arange(2), n_per_arm)
+    return pos, labels
+
+
+def signed_distance_map(image: np.ndarray) -> np.ndarray:
+    """Signed distance to the class boundary, in pixels (supplement C).
+
+    image: (H, W) bool, True = class 1. Class-1 pixels hold +(Euclidean distance from their centre to
+    the nearest class-0 pixel centre), class-0 pixels hold -(distance to the nearest class-1 pixel), so
+    the two pixels touching the boundary hold +1 and -1 and the value is never 0.
+    Returns (H, W) float32.
+    """
+    if image.all() or not image.any():
+        raise ValueError("the boundary image must contain both classes (pixels >= 0.5 and < 0.5)")
+    to_class0 = distance_transform_edt(image)
+    to_class1 = distance_transform_edt(~image)
+    return np.where(image, to_class0, -to_class1).astype(np.float32)
+
+
+def erode_classes(image: np.ndarray, radius: float) -> np.ndarray:
+    """Erode each class region by `radius` px: drop every pixel whose centre lies within `radius` px of
+    a pixel of the other class (|signed distance| <= radius). The gap between the classes is then
+    about 2 * radius wide; the image border erodes nothing. Returns the kept pixels, (H, W) bool."""
+    return np.abs(signed_distance_map(image)) > radius
+
+
+def image_samples(
+    image: np.ndarray, erode_radius: float, noise_std: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One sample per kept pixel at its centre + N(0, noise_std^2) px, labelled with the pixel's class.
+    Returns positions (N, 2) as (x, y) in pixels and labels (N,) int64."""
+    kept = erode_classes(image, erode_radius)
+    for cls in (0, 1):
+        if not (kept & (image == bool(cls))).any():
+            raise ValueError(f"--erode-radius {erode_radius:g} leaves no pixel of class {cls}")
+    rows, cols = np.nonzero(kept)
+    pos = np.stack([cols, rows], axis=1) + 0.5
+    pos = pos + rng.normal(0.0, noise_std, size=pos.shape)
+    return pos, image[rows, cols].astype(np.int64)
+
+
+def choose_labelled(labels: np.ndarray, n_sup: int, balance: bool, rng: np.random.Generator) -> np.ndarray:
+    """Indices of `n_sup` labelled samples: equal numbers per class (`balance`, any remainder to the
+    lowest classes) or numbers proportional to the class sizes (largest remainder), drawn without
+    replacement within each class. Returns sorted (n_sup,) int64."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if n_sup > labels.size:
+        raise ValueError(f"--n-sup {n_sup} is more than the {labels.size} samples")
+    if balance:
+        per_class = np.full(classes.size, n_sup // classes.size)
+        per_class[: n_sup % classes.size] += 1
+    else:
+        share = n_sup * counts / counts.sum()
+        per_class = np.floor(share).astype(int)
+        per_class[np.argsort(per_class - share)[: n_sup - per_class.sum()]] += 1
+    if (per_class > counts).any():
+        raise ValueError(f"cannot choose {per_class.tolist()} labelled points from classes of {counts.tolist()}")
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, per_class, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def pixels_to_unit(pos: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 2) pixel positions (x, y) -> [-1, 1] coordinates (align_corners=False convention)."""
+    h, w = shape
+    return pos / np.array([w, h], dtype=np.float64) * 2.0 - 1.0
+
+
+def pixel_centres(shape: tuple[int, int]) -> np.ndarray:
+    """Centres of every pixel in row-major order: (H * W, 2) as (x, y) in pixels."""
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    return np.stack([cols.ravel(), rows.ravel()], axis=1) + 0.5
+
+
+@dataclass
+class ToyData:
+    """A toy dataset: the class image (ground truth for every pixel) and the samples."""
+
+    name: str
+    image: np.ndarray  # (H, W) bool, True = class 1
+    pos: np.ndarray  # (N, 2) float64, sample positions (x, y) in pixels
+    labels: np.ndarray  # (N,) int64
+    sup_idx: np.ndarray  # (n_sup,) int64, indices of the labelled samples
+
+
+def build_dataset(
+    dataset: str, erode_radius: float, noise_std: float, n_sup: int, balance: bool, rng: np.random.Generator
+) -> ToyData:
+    """`boundary` (the shipped toy2d_boundary.png, re-created if missing), `spiral`, or `img:PATH`."""
+    if dataset == "spiral":
+        image = make_spiral_image()
+        pos, labels = spiral_samples(image.shape[0], 5000, noise_std, rng)
+    else:
+        if dataset == "boundary":
+            image = (
+                load_boundary_image(DEFAULT_BOUNDARY_PATH)
+                if DEFAULT_BOUNDARY_PATH.is_file()
+                else make_default_boundary()
+            )
+        elif dataset.startswith("img:"):
+            image = load_boundary_image(dataset[4:])
+        else:
+            raise ValueError(f"unknown --dataset {dataset!r}: use boundary, spiral or img:PATH")
+        pos, labels = image_samples(image, erode_radius, noise_std, rng)
+    sup_idx = choose_labelled(labels, n_sup, balance, rng)
+    return ToyData(dataset, image, pos, labels, sup_idx)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Constrained perturbation (supplement C)
+# ----------------------------------------------------------------------------------------------------
+
+
+def sample_map(map_t: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear look-up of a map at points. map_t: (1, 1, H, W); points: (N, 2) (x, y) in [-1, 1];
+    points outside the image read the nearest border value. Returns (N,)."""
+    grid = points.view(1, 1, -1, 2)
+    return F.grid_sample(map_t, grid, mode="bilinear", padding_mode="border", align_corners=False).view(-1)
+
+
+def contour_mask(dist_map_t: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, max_change: float) -> torch.Tensor:
+    """1 where the perturbation x -> x_hat keeps the signed distance to the true boundary within
+    `max_change` px, |m(x_hat) - m(x)| <= max_change, else 0 (supplement C: 4 px ~ 0.016).
+    dist_map_t: (1, 1, H, W) in px; x, x_hat: (N, 2) in [-1, 1]. Returns (N,) float."""
+    return ((sample_map(dist_map_t, x_hat) - sample_map(dist_map_t, x)).abs() <= max_change).float()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model and losses
+# ----------------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    """n_hidden x (Linear -> [BatchNorm] -> ReLU), optional dropout, Linear -> 2 logits (supplement C;
+    the authors' release used BatchNorm and dropout 0.5 before the output layer)."""
+
+    def __init__(self, n_hidden: int = 3, hidden_size: int = 512, norm_layer: str = "batch", dropout: float = 0.5):
+        super().__init__()
+        layers, width = [], 2
+        for _ in range(n_hidden):
+            layers.append(nn.Linear(width, hidden_size))
+            if norm_layer == "batch":
+                layers.append(nn.BatchNorm1d(hidden_size))
+            layers.append(nn.ReLU())
+            width = hidden_size
+        self.hidden = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(width, 2)
+
+    def forward(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
+        """x: (N, 2) -> logits (N, 2)."""
+        h = self.hidden(x)
+        return self.out(self.drop(h) if use_dropout else h)
+
+
+def consistency_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-sample consistency loss, averaged over the 2 classes as in the authors' toy code.
+    bce: binary cross-entropy of the student's probabilities against the teacher's (the paper);
+    var: squared error of probabilities; logits_var: squared error of logits. (N, 2) -> (N,)."""
+    if kind == "logits_var":
+        return (student_logits - teacher_logits).pow(2).mean(dim=1)
+    p_s, p_t = student_logits.softmax(dim=1), teacher_logits.softmax(dim=1)
+    if kind == "var":
+        return (p_s - p_t).pow(2).mean(dim=1)
+    if kind == "bce":
+        eps = 1e-6
+        return -(p_t * torch.log(p_s + eps) + (1.0 - p_t) * torch.log(1.0 - p_s + eps)).mean(dim=1)
+    raise ValueError(f"unknown consistency loss {kind!r}")
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
+    """phi <- alpha phi + (1 - alpha) theta for every floating point entry of the state dict
+    (BatchNorm running statistics included, as the authors did)."""
+    for t, s in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True):
+        if t.is_floating_point():
+            t.lerp_(s, 1.0 - alpha)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, points: torch.Tensor) -> torch.Tensor:
+    """Class-1 probability at points (N, 2), in eval mode, in chunks. Returns (N,) float on the CPU."""
+    model.eval()
+    probs = [model(chunk).softmax(dim=1)[:, 1].cpu() for chunk in points.split(EVAL_CHUNK)]
+    return torch.cat(probs)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering (OpenCV; images are BGR uint8)
+# ----------------------------------------------------------------------------------------------------
+
+CLASS_BGR = ((200, 110, 20), (20, 120, 255))  # class 0 blue, class 1 orange
+BOUNDARY_BGR = (40, 40, 220)  # true boundary: red
+DECISION_BGR = (0, 0, 0)  # predicted boundary: black
+
+
+def boundary_pixels(image: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of the other class: (H, W) bool."""
+    edge = np.zeros_like(image)
+    dx, dy = image[:, 1:] != image[:, :-1], image[1:, :] != image[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    return edge
+
+
+def render_prediction(
+    image: np.ndarray,
+    prob1: np.ndarray,
+    pos: np.ndarray,
+    sup_pos: np.ndarray,
+    sup_labels: np.ndarray,
+    mode: str = "prob",
+) -> np.ndarray:
+    """Picture of a run: sample density (grey shading), the prediction (class-1 probability or class
+    through a colour map), the predicted boundary (black), the true boundary (red), the labelled points
+    (circles in their class colour). image: (H, W) bool; prob1: (H, W); pos: (N, 2) px; sup_pos:
+    (n, 2) px. Returns (H, W, 3) uint8."""
+    h, w = image.shape
+    cols = np.clip(pos[:, 0].astype(int), 0, w - 1)
+    rows = np.clip(pos[:, 1].astype(int), 0, h - 1)
+    density = np.bincount(rows * w + cols, minlength=h * w).reshape(h, w)
+    grey = 255.0 * (1.0 - 0.45 * (1.0 - 0.5**density))
+    shown = prob1 if mode == "prob" else (prob1 >= 0.5).astype(np.float64)
+    colour = cv2.applyColorMap(np.round(shown * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    vis = (0.6 * grey[..., None] + 0.4 * colour).astype(np.uint8)
+    predicted = (prob1 >= 0.5).astype(np.uint8)
+    vis[boundary_pixels(predicted.astype(bool))] = DECISION_BGR
+    vis[boundary_pixels(image)] = BOUNDARY_BGR
+    for (x, y), label in zip(sup_pos, sup_labels, strict=True):
+        centre = (int(x), int(y))
+        cv2.circle(vis, centre, 7, CLASS_BGR[int(label)], -1, cv2.LINE_AA)
+        cv2.circle(vis, centre, 7, (255, 255, 255), 2, cv2.LINE_AA)
+    return vis
+
+
+def render_distance_map(dist: np.ndarray, step: float = 16.0) -> np.ndarray:
+    """The signed distance map (colour), its contours every `step` px (dark lines) and the boundary
+    (white): the directions a constrained perturbation may take (the paper's Figure 1(c)).
+    dist: (H, W) px. Returns (H, W, 3) uint8."""
+    scale = max(float(np.abs(dist).max()), 1e-6)
+    vis = cv2.applyColorMap(np.round((dist / scale + 1.0) * 127.5).astype(np.uint8), cv2.COLORMAP_TWILIGHT_SHIFTED)
+    level = np.floor(dist / step).astype(np.int64)
+    contour = np.zeros(dist.shape, dtype=bool)
+    contour[:, 1:] |= level[:, 1:] != level[:, :-1]
+    contour[1:, :] |= level[1:, :] != level[:-1, :]
+    vis[contour] = (vis[contour] * 0.35).astype(np.uint8)
+    vis[boundary_pixels(dist > 0)] = (255, 255, 255)
+    return vis
+
+
+def titled(panel: np.ndarray, lines: list[str], bar: int = 54) -> np.ndarray:
+    """Panel with a white title bar of text lines above it."""
+    out = np.full((panel.shape[0] + bar, panel.shape[1], 3), 255, dtype=np.uint8)
+    out[bar:] = panel
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (8, 22 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def compose_grid(panels: list[np.ndarray], n_cols: int = 2, margin: int = 10) -> np.ndarray:
+    """Panels of equal size in a grid with white margins."""
+    h, w = panels[0].shape[:2]
+    n_rows = math.ceil(len(panels) / n_cols)
+    out = np.full((n_rows * (h + margin) + margin, n_cols * (w + margin) + margin, 3), 255, dtype=np.uint8)
+    for i, panel in enumerate(panels):
+        r, c = divmod(i, n_cols)
+        top, left = margin + r * (h + margin), margin + c * (w + margin)
+        out[top : top + h, left : left + w] = panel
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """One toy experiment. Defaults: the paper (supplement C) and the authors' release (SPEC §10)."""
+
+    dataset: str = "boundary"
+    erode_radius: float = 35.0  # px; the gap is about 2x this
+    img_noise_std: float = 2.0  # px
+    n_sup: int = 10
+    balance_classes: bool = False
+    seed: int = 0
+    n_hidden: int = 3
+    hidden_size: int = 512
+    norm_layer: str = "batch"  # none | batch
+    dropout: float = 0.5  # before the output layer
+    cons_dropout: bool = True  # dropout also in the consistency passes
+    perturb_std: float = 6.0  # px; the paper's isotropic experiments use 30 (= 0.117)
+    dist_contour_range: float = 0.0  # px; > 0: constrained perturbation (paper: 4 = 0.016)
+    cons_loss: str = "bce"  # bce (paper) | var (authors' code default) | logits_var
+    cons_weight: float = 10.0  # 0 = supervised only
+    conf_thresh: float = 0.97
+    conf_avg: bool = False  # True: scale the loss by the confident fraction instead of masking
+    lr: float = 2e-4
+    teacher_alpha: float = 0.99
+    epochs: int = 100
+    batch_size: int = 512
+    render_pred: str = "prob"  # prob | class
+    render_every: int = 0  # epochs; 0 = only the final picture
+    device: str = "cpu"
+
+
+def unit_tensor(pos: np.ndarray, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(pixels_to_unit(pos, shape), dtype=torch.float32, device=device)
+
+
+def evaluate(model: nn.Module, data: ToyData, device: torch.device) -> dict:
+    """Error over the dataset's samples (what the authors report) and over every pixel of the image."""
+    prob_samples = predict(model, unit_tensor(data.pos, data.image.shape, device)).numpy()
+    prob_grid = predict(model, unit_tensor(pixel_centres(data.image.shape), data.image.shape, device)).numpy()
+    prob_grid = prob_grid.reshape(data.image.shape)
+    return {
+        "error_rate": float(((prob_samples >= 0.5) != data.labels).mean()),
+        "grid_error_rate": float(((prob_grid >= 0.5) != data.image).mean()),
+        "prob_grid": prob_grid,
+    }
+
+
+def render_run(data: ToyData, prob_grid: np.ndarray, mode: str) -> np.ndarray:
+    sup = data.sup_idx
+    return render_prediction(data.image, prob_grid, data.pos, data.pos[sup], data.labels[sup], mode)
+
+
+def consistency_loss(
+    student: nn.Module,
+    teacher: nn.Module,
+    x_u: torch.Tensor,
+    cfg: ToyConfig,
+    sigma: torch.Tensor,
+    dist_map_t: torch.Tensor,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean teacher consistency on an unlabelled batch x_u (B, 2) in [-1, 1]: the teacher sees x, the
+    student x_hat = x + h, h ~ N(0, diag(sigma^2)) (supplement C). Per-sample loss x confidence mask
+    (teacher max-probability >= conf_thresh; with conf_avg the batch's confident fraction) x contour mask
+    (constrained perturbation, all ones when dist_contour_range is 0), summed and divided by the number of
+    samples the contour mask keeps (the authors' reduction). Returns the unweighted loss, the confident
+    fraction and the kept fraction (scalars)."""
+    x_hat = x_u + torch.randn(x_u.shape, generator=gen, device=x_u.device) * sigma
+    with torch.no_grad():
+        logits_t = teacher(x_u, use_dropout=cfg.cons_dropout)
+    logits_s = student(x_hat, use_dropout=cfg.cons_dropout)
+    if cfg.dist_contour_range > 0:
+        keep = contour_mask(dist_map_t, x_u, x_hat, cfg.dist_contour_range)
+    else:
+        keep = torch.ones(x_u.shape[0], device=x_u.device)
+    confident = (logits_t.softmax(dim=1).max(dim=1).values >= cfg.conf_thresh).float()
+    conf_factor = confident.mean() if cfg.conf_avg else confident
+    per_sample = consistency_per_sample(logits_s, logits_t, cfg.cons_loss)
+    loss = (per_sample * conf_factor * keep).sum() / keep.sum().clamp(min=1.0)
+    return loss, confident.mean(), keep.mean()
+
+
+def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
+    """Train one toy model; write final.json, prediction.png, distance_map.png and metrics.jsonl
+    (one line per epoch) to `out_dir`, plus epochs/epoch_XXXXX.png every `render_every` epochs.
+    An epoch is one pass over the unlabelled samples (all samples, labelled ones included) in batches
+    of `batch_size`, each paired with a batch of `batch_size` labelled samples drawn from the labelled
+    set repeated in shuffled passes. Returns the contents of final.json."""
+    device = torch.device(cfg.device)
+    shape = data.image.shape
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    dist_map = signed_distance_map(data.image)
+    cv2.imwrite(str(out_dir / "distance_map.png"), render_distance_map(dist_map))
+
+    torch.manual_seed(cfg.seed)  # the global RNG: weight initialisation only
+    student = MLP(cfg.n_hidden, cfg.hidden_size, cfg.norm_layer, cfg.dropout).to(device)
+    teacher = copy.deepcopy(student).requires_grad_(False)
+    optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)  # shuffling and perturbations
+
+    x_all = unit_tensor(data.pos, shape, device)  # (N, 2), the unlabelled set
+    x_sup = x_all[torch.as_tensor(data.sup_idx, device=device)]  # (n_sup, 2)
+    y_sup = torch.as_tensor(data.labels[data.sup_idx], device=device)  # (n_sup,)
+    sigma = torch.tensor([cfg.perturb_std * 2.0 / shape[1], cfg.perturb_std * 2.0 / shape[0]], device=device)
+    dist_map_t = torch.as_tensor(dist_map, device=device)[None, None]  # (1, 1, H, W), px
+    n_all, n_sup, bs = x_all.shape[0], x_sup.shape[0], cfg.batch_size
+    n_iters = n_all // bs + (n_all % bs > 1)  # a last batch of one sample is dropped (BatchNorm)
+    if n_iters == 0:
+        raise ValueError(f"need at least 2 samples, have {n_all}")
+
+    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path.write_text("")
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t_epoch = time.perf_counter()
+        student.train()
+        teacher.train()  # as the authors: the teacher uses batch statistics and dropout while training
+        perm = torch.randperm(n_all, generator=gen, device=device)
+        n_cycles = math.ceil(n_iters * bs / n_sup)
+        sup_order = torch.rand(n_cycles, n_sup, generator=gen, device=device).argsort(dim=1).view(-1)
+        sums = torch.zeros(4, device=device)  # sup loss, cons loss, confident fraction, kept fraction
+        for it in range(n_iters):
+            sup_batch = sup_order[it * bs : (it + 1) * bs]
+            x_u = x_all[perm[it * bs : (it + 1) * bs]]  # (B, 2)
+
+            logits_sup = student(x_sup[sup_batch])
+            sup_loss = F.cross_entropy(logits_sup, y_sup[sup_batch])
+            loss = sup_loss
+            if cfg.cons_weight > 0:
+                cons_loss, conf_frac, kept_frac = consistency_loss(student, teacher, x_u, cfg, sigma, dist_map_t, gen)
+                loss = sup_loss + cfg.cons_weight * cons_loss
+                sums += torch.stack([sup_loss.detach(), cons_loss.detach(), conf_frac, kept_frac])
+            else:
+                sums[0] += sup_loss.detach()
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            ema_update(teacher, student, cfg.teacher_alpha)
+
+        means = (sums / n_iters).tolist()
+        record = {
+            "epoch": epoch,
+            "sup_loss": means[0],
+            "cons_loss": means[1],
+            "conf_fraction": means[2],
+            "kept_fraction": means[3],
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        if cfg.render_every > 0 and (epoch % cfg.render_every == 0 or epoch == cfg.epochs):
+            result = evaluate(teacher, data, device)
+            record.update(error_rate=result["error_rate"], grid_error_rate=result["grid_error_rate"])
+            (out_dir / "epochs").mkdir(exist_ok=True)
+            picture = render_run(data, result["prob_grid"], cfg.render_pred)
+            cv2.imwrite(str(out_dir / "epochs" / f"epoch_{epoch:05d}.png"), picture)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log(
+            f"epoch {epoch}/{cfg.epochs}  {record['seconds']:.1f}s  sup {means[0]:.4f}  cons {means[1]:.4f}"
+            f"  confident {means[2]:.1%}  kept {means[3]:.1%}"
+            + (f"  error {record['error_rate']:.2%}" if "error_rate" in record else "")
+        )
+    seconds = time.perf_counter() - t_start
+
+    result = evaluate(teacher, data, device)  # the teacher is what is evaluated (SPEC §2)
+    cv2.imwrite(str(out_dir / "prediction.png"), render_run(data, result["prob_grid"], cfg.render_pred))
+    final = {
+        "error_rate": result["error_rate"],
+        "grid_error_rate": result["grid_error_rate"],
+        "epochs": cfg.epochs,
+        "iters_per_epoch": n_iters,
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / max(cfg.epochs, 1),
+        "n_samples": int(n_all),
+        "n_sup": int(n_sup),
+        "image_size": list(shape),
+        "sup_points": [
+            [float(x), float(y), int(c)] for (x, y), c in zip(data.pos[data.sup_idx], y_sup.tolist(), strict=True)
+        ],
+        "settings": dataclasses.asdict(cfg),
+    }
+    (out_dir / "final.json").write_text(json.dumps(final, indent=2) + "\n")
+    log(f"error {final['error_rate']:.2%} (samples), {final['grid_error_rate']:.2%} (grid), {seconds:.0f}s")
+    return final
+
+
+def run_experiment(cfg: ToyConfig, out_dir: Path, log=print) -> dict:
+    """Build the dataset from cfg (a seeded choice) and train."""
+    rng = np.random.default_rng(cfg.seed)
+    data = build_dataset(cfg.dataset, cfg.erode_radius, cfg.img_noise_std, cfg.n_sup, cfg.balance_classes, rng)
+    return train(cfg, data, out_dir, log)
+
+
+# The four situations of the paper's Figure 1, with the authors' settings for each (their run script).
+FIGURE1_PANELS = (
+    ("a_supervised", "(a) supervised only, gap", dict(cons_weight=0.0, epochs=25)),
+    ("b_mean_teacher_gap", "(b) mean teacher, gap", dict(cons_loss="var")),
+    (
+        "c_no_gap_isotropic",
+        "(c) no gap, isotropic",
+        dict(
+            erode_radius=0.0,
+            norm_layer="none",
+            cons_dropout=False,
+            cons_loss="logits_var",
+            cons_weight=1.0,
+            perturb_std=30.0,
+            render_pred="class",
+        ),
+    ),
+    (
+        "d_no_gap_constrained",
+        "(d) no gap, constrained",
+        dict(
+            erode_radius=0.0,
+            norm_layer="none",
+            cons_dropout=False,
+            cons_loss="logits_var",
+            cons_weight=1.0,
+            perturb_std=30.0,
+            dist_contour_range=4.0,
+            render_pred="class",
+        ),
+    ),
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------
+
+D = ToyConfig()
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.UsageError(f"--out-dir {out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise click.UsageError(f"--out-dir {out_dir} exists and is not empty (pass --overwrite to reuse it)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_device(device: str) -> str:
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise click.BadParameter(f"unknown device {device!r}", param_hint="--device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine", param_hint="--device")
+    return device
+
+
+def check_dataset(dataset: str) -> str:
+    if dataset in ("boundary", "spiral"):
+        return dataset
+    if not dataset.startswith("img:"):
+        raise click.BadParameter(f"{dataset!r}: use boundary, spiral or img:PATH", param_hint="--dataset")
+    try:
+        load_boundary_image(dataset[4:])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dataset") from None
+    return dataset
+
+
+def set_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def run_or_fail(fn):
+    """Data errors (an image with one class, an erosion that leaves nothing) as one-line usage errors."""
+    try:
+        return fn()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group()
+def cli():
+    """2D toy experiments (supplement C of French et al., BMVC 2020)."""
+
+
+NONNEG = click.FloatRange(min=0.0)
+common_options = [
+    click.option("--dataset", default=D.dataset, show_default=True, help="boundary | spiral | img:PATH"),
+    click.option("--seed", type=int, default=D.seed, show_default=True),
+    click.option(
+        "--hidden-size", "--hidden_size", type=click.IntRange(min=1), default=D.hidden_size, show_default=True
+    ),
+    click.option("--batch-size", "--batch_size", type=click.IntRange(min=2), default=D.batch_size, show_default=True),
+    click.option(
+        "--render-every",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="write epochs/epoch_XXXXX.png every N epochs (0: only the final picture)",
+    ),
+    click.option("--device", default=D.device, show_default=True, help="cpu, cuda, cuda:1, ..."),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="torch CPU threads (0: torch's default)",
+    ),
+    click.option(
+        "--overwrite/--no-overwrite",
+        default=False,
+        show_default=True,
+        help="allow writing into a non-empty --out-dir",
+    ),
+]
+
+
+def with_common_options(fn):
+    for option in reversed(common_options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command("train")
+@with_common_options
+@click.option(
+    "--erode-radius",
+    "--region_erode_radius",
+    "erode_radius",
+    type=NONNEG,
+    default=D.erode_radius,
+    show_default=True,
+    help="px removed on each side of the boundary (gap ~ 2x)",
+)
+@click.option(
+    "--img-noise-std",
+    "--img_noise_std",
+    type=NONNEG,
+    default=D.img_noise_std,
+    show_default=True,
+    help="jitter of the samples, px",
+)
+@click.option("--n-sup", "--n_sup", type=click.IntRange(min=1), default=D.n_sup, show_default=True)
+@click.option(
+    "--balance-classes/--no-balance-classes",
+    "--balance_classes/--no_balance_classes",
+    default=D.balance_classes,
+    show_default=True,
+)
+@click.option("--n-hidden", "--n_hidden", type=click.IntRange(min=1), default=D.n_hidden, show_default=True)
+@click.option(
+    "--norm-layer",
+    "--norm_layer",
+    type=click.Choice(["none", "batch"]),
+    default=D.norm_layer,
+    show_default=True,
+)
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=D.dropout, show_default=True)
+@click.option(
+    "--cons-dropout/--no-cons-dropout",
+    " /--cons_no_dropout",
+    default=D.cons_dropout,
+    show_default=True,
+    help="dropout in the consistency passes too (--no-cons-dropout = authors' --cons_no_dropout)",
+)
+@click.option(
+    "--perturb-std",
+    "--perturb_noise_std",
+    "perturb_std",
+    type=NONNEG,
+    default=D.perturb_std,
+    show_default=True,
+    help="std of the isotropic perturbation, px",
+)
+@click.option(
+    "--dist-contour-range",
+    "--dist_contour_range",
+    type=NONNEG,
+    default=D.dist_contour_range,
+    show_default=True,
+    help="px; > 0: mask the loss where the distance to the boundary changes more",
+)
+@click.option(
+    "--cons-loss",
+    "--cons_loss_fn",
+    "cons_loss",
+    type=click.Choice(["bce", "var", "logits_var"]),
+    default=D.cons_loss,
+    show_default=True,
+)
+@click.option(
+    "--cons-weight",
+    "--cons_weight",
+    type=NONNEG,
+    default=D.cons_weight,
+    show_default=True,
+    help="0 = supervised only",
+)
+@click.option(
+    "--conf-thresh",
+    "--conf_thresh",
+    type=click.FloatRange(0.0, 1.0),
+    default=D.conf_thresh,
+    show_default=True,
+)
+@click.option(
+    "--conf-avg/--no-conf-avg",
+    "--conf_avg/--no_conf_avg",
+    default=D.conf_avg,
+    show_default=True,
+    help="scale the loss by the confident fraction instead of masking each sample",
+)
+@click.option(
+    "--lr",
+    "--learning_rate",
+    "lr",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=D.lr,
+    show_default=True,
+)
+@click.option(
+    "--teacher-alpha",
+    "--teacher_alpha",
+    type=click.FloatRange(0.0, 1.0),
+    default=D.teacher_alpha,
+    show_default=True,
+)
+@click.option("--epochs", "--num_epochs", "epochs", type=click.IntRange(min=0), default=D.epochs, show_default=True)
+@click.option(
+    "--render-pred",
+    "--render_pred",
+    type=click.Choice(["prob", "class"]),
+    default=D.render_pred,
+    show_default=True,
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="default: runs/toy2d-<dataset>-e<erode>-<loss>-w<weight>-p<perturb>-c<range>-s<seed>",
+)
+def train_command(out_dir, overwrite, threads, **options):
+    """Run one toy experiment (defaults: the paper's mean teacher with a 35 px erosion)."""
+    cfg = ToyConfig(
+        dataset=check_dataset(options.pop("dataset")), device=check_device(options.pop("device")), **options
+    )
+    if out_dir is None:
+        name = "spiral" if cfg.dataset == "spiral" else Path(cfg.dataset.removeprefix("img:")).stem
+        out_dir = Path("runs") / (
+            f"toy2d-{name}-e{cfg.erode_radius:g}-{cfg.cons_loss}-w{cfg.cons_weight:g}-p{cfg.perturb_std:g}"
+            f"-c{cfg.dist_contour_range:g}-s{cfg.seed}"
+        )
+    prepare_out_dir(out_dir, overwrite)
+    set_threads(threads)
+    final = run_or_fail(lambda: run_experiment(cfg, out_dir))
+    click.echo(
+        f"wrote {out_dir}/final.json: error_rate {final['error_rate']:.4f}, "
+        f"grid_error_rate {final['grid_error_rate']:.4f}"
+    )
+
+
+@cli.command("figure1")
+@with_common_options
+@click.option(
+    "--gap-radius",
+    type=NONNEG,
+    default=D.erode_radius,
+    show_default=True,
+    help="--erode-radius of the two panels with a gap",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="epochs of every panel (default: the authors', 25 supervised and 100 otherwise)",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/toy2d-figure1"),
+    show_default=True,
+)
+def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, **options):
+    """The four situations of the paper's Figure 1, one run each, composed into figure1.png with their
+    error rates, plus summary.json."""
+    base = ToyConfig(
+        dataset=check_dataset(options.pop("dataset")),
+        device=check_device(options.pop("device")),
+        erode_radius=gap_radius,
+        **options,
+    )
+    prepare_out_dir(out_dir, overwrite)
+    set_threads(threads)
+    summary, panels = [], []
+    for name, title, overrides in FIGURE1_PANELS:
+        cfg = dataclasses.replace(base, **overrides)
+        if epochs is not None:
+            cfg = dataclasses.replace(cfg, epochs=epochs)
+        click.echo(f"== {title}")
+        final = run_or_fail(lambda cfg=cfg, name=name: run_experiment(cfg, out_dir / name))
+        summary.append(
+            {
+                "name": name,
+                "title": title,
+                "settings": final["settings"],
+                "error_rate": final["error_rate"],
+                "grid_error_rate": final["grid_error_rate"],
+                "seconds": final["seconds"],
+            }
+        )
+        picture = cv2.imread(str(out_dir / name / "prediction.png"))
+        rates = f"error {final['error_rate']:.2%} (samples), {final['grid_error_rate']:.2%} (grid)"
+        panels.append(titled(picture, [title, rates]))
+    dist = cv2.imread(str(out_dir / FIGURE1_PANELS[-1][0] / "distance_map.png"))
+    cv2.imwrite(str(out_dir / "figure1.png"), compose_grid(panels))
+    cv2.imwrite(str(out_dir / "distance_map.png"), dist)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for entry in summary:
+        click.echo(
+            f"{entry['title']:<28} error {entry['error_rate']:.2%}  grid {entry['grid_error_rate']:.2%}"
+            f"  {entry['seconds']:.0f}s"
+        )
+    click.echo(f"wrote {out_dir}/figure1.png and {out_dir}/summary.json")
+
+
+@cli.command("make-boundary")
+@click.option("--seed", type=int, default=DEFAULT_BOUNDARY_SEED, show_default=True)
+@click.option("--size", type=click.IntRange(min=16), default=512, show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_BOUNDARY_PATH, show_default=True
+)
+def make_boundary_command(seed, size, out):
+    """Re-create the project's default boundary image (1-bit PNG, white = class 1)."""
+    Image.fromarray(make_default_boundary(seed, size)).save(out, optimize=True)
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    cli()

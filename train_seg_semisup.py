@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+try:
+    import resource  # peak memory; Unix only
+except ImportError:
+    resource = None
 
 import architectures
 import datapipe
@@ -41,6 +47,7 @@ GLOBAL_DEFAULTS = {
     "n_unsup": None,  # None: every training image is also unlabelled (the paper's protocol)
     "n_val": 0,
     "split_seed": None,  # None: --seed
+    "split_file": None,  # text list of training images matched by id; the first --n-sup are labelled
     "iters": 40000,  # the paper: 40 epochs × 1000 iterations
     "eval_every": 1000,
     "batch_size": 10,
@@ -75,14 +82,30 @@ GLOBAL_DEFAULTS = {
     "boxmask_by_size": False,
     "boxmask_outside_bounds": False,
     "boxmask_invert": True,
+    "cowmix_sigma_range": "4:16",  # CowOut/CowMix: Gaussian σ in px, log-uniform
+    "aug_offset_range": 16,  # aug: the student crop centre moves up to this many px from the teacher's
+    "aug_free_scale_rot": False,  # aug: scale and rotation drawn per view (default: shared)
+    "ict_alpha": 0.1,
+    "vat_radius": 1.0,
+    "adaptive_vat_radius": True,
+    "vat_dir_from_student": False,  # the authors' default: the direction from the teacher
+    "vat_finite_diff": False,  # the authors' literal finite difference (float32 rounding noise; see vat.py)
     "freeze_bn": None,  # None: the network's paper setting
-    "pretrained": False,
+    "pretrained": None,  # None: ImageNet weights where the network has them (the paper's setting)
+    "weights": None,
     "channels_last": True,
     "seed": 0,
     "device": None,  # None: cuda if available, else cpu
     "num_workers": 0,
     "threads": None,
     "data_dir": None,
+    "num_classes": None,  # folder: number of classes (other datasets: their own)
+    "ignore_index": 255,  # folder: the label value that means "ignore"
+    "bin_fill_holes": False,  # fill holes in two-class predictions before scoring (ISIC)
+    "fashion_n_train": 4000,
+    "fashion_n_val": 1000,
+    "fashion_seed": 0,
+    "fashion_canvas_size": 64,
     "synthetic_n_train": 4000,
     "synthetic_n_val": 500,
     "synthetic_seed": 0,
@@ -105,8 +128,10 @@ def load_dataset(cfg: dict) -> datapipe.DataBundle:
     def get(key):
         return cfg.get(key, GLOBAL_DEFAULTS[key])
 
-    return datapipe.build_dataset(get("dataset"), data_dir=get("data_dir"), n_train=get("synthetic_n_train"),
-                                  n_val=get("synthetic_n_val"), synthetic_seed=get("synthetic_seed"))
+    options = ("data_dir", "synthetic_seed", "num_classes", "ignore_index", "fashion_n_train", "fashion_n_val",
+               "fashion_seed", "fashion_canvas_size")
+    return datapipe.build_dataset(get("dataset"), n_train=get("synthetic_n_train"), n_val=get("synthetic_n_val"),
+                                  **{key: get(key) for key in options})
 
 
 def resolve_config(given: dict) -> dict:
@@ -126,7 +151,9 @@ def resolve_config(given: dict) -> dict:
     recipe = {k: v for k, v in recipe.items() if k != "reg_weights"}
     if reg in bundle.recipe.get("reg_weights", {}):
         recipe["cons_weight"] = bundle.recipe["reg_weights"][reg]
-    cfg = {**GLOBAL_DEFAULTS, "lr": arch_spec.default_lr, "freeze_bn": arch_spec.freeze_bn, **reg_defaults,
+    arch_defaults = {"lr": arch_spec.default_lr, "freeze_bn": arch_spec.freeze_bn,
+                     "pretrained": arch_spec.has_pretrained}
+    cfg = {**GLOBAL_DEFAULTS, **arch_defaults, **reg_defaults,
            **recipe, **given, "dataset": dataset, "arch": arch, "reg": reg}
     if cfg["split_seed"] is None:
         cfg["split_seed"] = cfg["seed"]
@@ -135,6 +162,13 @@ def resolve_config(given: dict) -> dict:
     if cfg["out_dir"] is None:
         n_sup = "all" if cfg["n_sup"] is None else cfg["n_sup"]
         cfg["out_dir"] = f"runs/{dataset}-{reg}-{arch}-n{n_sup}-s{cfg['seed']}"
+    if "split_file" in given and "n_sup" not in given:  # a split file labels all its lines unless --n-sup
+        cfg["n_sup"] = None
+    if given.get("num_classes", bundle.num_classes) != bundle.num_classes:
+        raise ConfigError(f"--num-classes {given['num_classes']} does not match the {bundle.num_classes} classes of "
+                          f"{dataset}; drop it (it is for --dataset=folder)")
+    if cfg["bin_fill_holes"] and bundle.num_classes != 2:
+        raise ConfigError(f"--bin-fill-holes needs a two-class dataset; {dataset} has {bundle.num_classes} classes")
     cfg["num_classes"] = bundle.num_classes
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
@@ -149,7 +183,7 @@ def resume_config(given: dict):
     path = Path(given["out_dir"]) / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume: {path} not found; start a new run instead")
-    cfg = json.loads(path.read_text())
+    cfg = {**GLOBAL_DEFAULTS, **json.loads(path.read_text())}  # options added since the run started: defaults
     cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
@@ -217,6 +251,14 @@ def prepare_out_dir(cfg: dict) -> Path:
     return out
 
 
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MB (Linux/macOS); None where unknown."""
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
 def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -246,11 +288,24 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
 
     if preds_dir is not None:
         preds_dir.mkdir(parents=True, exist_ok=True)
+    jaccards = []  # two classes: per-image IoU of class 1 (the ISIC challenge's Jaccard index)
+
+    def on_prediction(batch, pred):
+        if cfg["num_classes"] == 2:
+            label = batch["label"].to(pred.device)
+            jaccards.extend(evaluation.image_iou(pred, label, 1, dataset.ignore_index).tolist())
+        if preds_dir is not None:
+            save_preds(batch, pred)
+
     memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     batches = ({**b, "image": b["image"].to(memory_format=memory_format)} for b in loader)
     confusion = evaluation.evaluate(model, batches, cfg["num_classes"], dataset.ignore_index, cfg["device"],
-                                    on_prediction=save_preds if preds_dir is not None else None)
-    return {"miou": confusion.miou(), "per_class_iou": confusion.per_class_iou()}
+                                    on_prediction=on_prediction,
+                                    postprocess=evaluation.fill_holes if cfg["bin_fill_holes"] else None)
+    scores = {"miou": confusion.miou(), "per_class_iou": confusion.per_class_iou()}
+    if jaccards:
+        scores["jaccard"] = float(np.mean(jaccards))
+    return scores
 
 
 # ----------------------------------------------------------------------------- training
@@ -263,16 +318,27 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     torch.manual_seed(cfg["seed"])  # the global RNG initialises the weights and nothing else
 
     # data: labelled subset, unlabelled pool, held-out validation (SPEC §10 "Splits")
-    split = datapipe.random_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"], cfg["n_val"])
+    if cfg["split_file"] is not None:  # lines matched to training images by id (SPEC §10)
+        ids = [bundle.train.sample_id(i) for i in range(len(bundle.train))]
+        split = datapipe.split_from_file(cfg["split_file"], ids, cfg["n_sup"], cfg["n_unsup"], cfg["n_val"],
+                                         cfg["split_seed"])
+    else:
+        split = datapipe.random_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"],
+                                      cfg["n_val"])
     labelled = datapipe.Subset(bundle.train, split.labelled)
-    unlabelled = datapipe.Subset(bundle.unlabelled or bundle.train,
-                                 split.unlabelled if bundle.unlabelled is None else range(len(bundle.unlabelled)))
+    unlabelled = datapipe.Subset(bundle.train, split.unlabelled)
+    if bundle.unlabelled is not None:  # extra unlabelled-only images join the training images
+        unlabelled = datapipe.Concat([unlabelled, bundle.unlabelled])
     eval_set = datapipe.Subset(bundle.train, split.held_out) if cfg["n_val"] else bundle.val
+    if eval_set is None:
+        raise datapipe.DataError(f"{bundle.name}: no validation set; hold out training images with --n-val K "
+                                 f"(folder: or add val/images and val/labels)")
 
     # networks: student, teacher (mean teacher: EMA copy; Π-model: the student itself)
     memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     student = architectures.build_arch(cfg["arch"], cfg["num_classes"], pretrained=cfg["pretrained"],
-                                       freeze_bn=cfg["freeze_bn"]).to(device, memory_format=memory_format)
+                                       freeze_bn=cfg["freeze_bn"], weights=cfg["weights"])
+    student = student.to(device, memory_format=memory_format)
     mean_teacher = regularizers.MeanTeacher(student, cfg["teacher_alpha"]) if cfg["model"] == "mean_teacher" else None
     teacher = mean_teacher.teacher if mean_teacher else student
     optimizer = make_optimizer(cfg, student)
@@ -302,12 +368,16 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     if reg is not None:
         n_streams = 2 if reg.needs_partner else 1  # the partner is a second, independent batch
         unsup_streams = [datapipe.stream_loader(unlabelled, params, unsup_batch_size, cfg["seed"], 1 + k, False,
-                                                mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size)
+                                                mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size,
+                                                paired=reg.needs_views, offset_range=cfg["aug_offset_range"],
+                                                free_scale_rot=cfg["aug_free_scale_rot"])
                          for k in range(n_streams)]
 
     def to_device(batch):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+        for key in ("image", "image_s"):  # image_s: the student view of paired views
+            if key in batch:
+                batch[key] = batch[key].contiguous(memory_format=memory_format)
         return batch
 
     seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
@@ -376,14 +446,20 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     record = log_evaluation(final_scores, iters)
     save_state(iters)
     seconds = record["seconds"]
-    final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val"}
-    if cfg["n_val"]:
-        test = run_evaluation(teacher, bundle.val, cfg, mean, std)
-        final.update(test_miou=test["miou"], test_per_class_iou=test["per_class_iou"])
+    final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val",
+             "peak_rss_mb": peak_rss_mb()}
+    # with --n-val the official val set is the test set (test_*); a dataset's own test set is test_* and
+    # then the official val set, if held out from, is val_*
+    tests = {"test": bundle.test} if bundle.test is not None else {}
+    if cfg["n_val"] and bundle.val is not None:
+        tests = {"val" if tests else "test": bundle.val, **tests}
+    for name, test_set in tests.items():
+        final.update({f"{name}_{k}": v for k, v in run_evaluation(teacher, test_set, cfg, mean, std).items()})
     write_json(out / "final.json", final)
     if cfg["save_model"]:
         torch.save(teacher.state_dict(), out / "model.pt")
-    click.echo(f"final mIoU {100 * final['miou']:.2f}% after {iters} iterations, {seconds:.0f} s → {out}")
+    test_text = f", test mIoU {100 * final['test_miou']:.2f}%" if "test_miou" in final else ""
+    click.echo(f"final mIoU {100 * final['miou']:.2f}%{test_text} after {iters} iterations, {seconds:.0f} s → {out}")
     return final
 
 
@@ -413,6 +489,15 @@ def check_prop_range(ctx, param, value):
     return value
 
 
+def check_sigma_range(ctx, param, value):
+    if value is not None:
+        try:
+            regularizers.cow_masks.parse_sigma_range(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
+
+
 def option(*names, **kwargs):
     """click.option with default None, so that unset options fall through to the recipe and defaults."""
     kwargs.setdefault("default", None)
@@ -437,6 +522,12 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--synthetic-n-train", type=click.IntRange(min=1), help="synthetic: training images [4000]")
 @option("--synthetic-n-val", type=click.IntRange(min=1), help="synthetic: validation images [500]")
 @option("--synthetic-seed", type=int, help="synthetic: seed of the generated images [0]")
+@option("--num-classes", type=click.IntRange(min=2), help="folder: number of classes (labels 0 … C−1)")
+@option("--ignore-index", type=click.IntRange(0, 255), help="folder: label value to ignore [255]")
+@option("--fashion-n-train", type=click.IntRange(min=1), help="fashion_canvas: training canvases [4000]")
+@option("--fashion-n-val", type=click.IntRange(min=1), help="fashion_canvas: validation and test canvases [1000]")
+@option("--fashion-seed", type=int, help="fashion_canvas: seed of the canvases [0]")
+@option("--fashion-canvas-size", type=click.IntRange(min=28), help="fashion_canvas: canvas side in pixels [64]")
 @option("--arch", type=click.Choice(sorted(architectures.ARCHITECTURES)), help="network [dataset recipe]")
 @option("--reg", type=click.Choice(REG_CHOICES), help="perturbation; none = supervised baseline [cutmix]")
 @option("--model", type=click.Choice(["mean_teacher", "pi"]), help="teacher = EMA of student, or the student")
@@ -445,6 +536,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--n-unsup", "--n_unsup", "n_unsup", type=click.IntRange(min=1), help="unlabelled images [all]")
 @option("--n-val", "--n_val", "n_val", type=click.IntRange(min=0), help="training images held out for validation [0]")
 @option("--split-seed", "--split_seed", "split_seed", type=int, help="seed of the labelled subset [--seed]")
+@option("--split-file", "--split_path", "split_file", type=click.Path(dir_okay=False),
+        help="text list of training images (ids or paths), matched by id; the first --n-sup are labelled")
 # schedule and batches
 @option("--iters", type=click.IntRange(min=1), help="training iterations [recipe; 40000]")
 @option("--eval-every", type=click.IntRange(min=0), help="evaluate every N iterations, 0 = only at the end")
@@ -452,6 +545,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--unsup-batch-ratio", "--unsup_batch_ratio", "unsup_batch_ratio", type=click.IntRange(min=1),
         help="unlabelled batch = ratio × batch size [1]")
 @option("--eval-batch-size", type=click.IntRange(min=1), help="evaluation batch (1 when image sizes differ)")
+@flag("bin-fill-holes", "bin_fill_holes", "fill holes in two-class predictions before scoring [recipe; off]",
+      "bin_fill_holes")
 # augmentation
 @option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int), help="crop H,W [recipe]")
 @option("--aug-scale-range", callback=parse_pair(float), help="random scale low,high [recipe]")
@@ -471,7 +566,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--weight-decay", "--sgd_weight_decay", "weight_decay", type=float, help="weight decay [0]")
 @option("--pretrained-lr-scale", type=float, help="lr factor of pretrained layers [0.1]")
 # network
-@flag("pretrained", "pretrained", "ImageNet-pretrained backbone")
+@flag("pretrained", "pretrained", "ImageNet-pretrained backbone [on where the network has one]")
+@option("--weights", type=click.Path(dir_okay=False), help="state dict to start from (network or backbone)")
 @flag("freeze-bn", "freeze_bn", "keep BatchNorm frozen [network's paper setting]", "freeze_bn")
 @flag("channels-last", "channels_last", "channels-last memory format (faster convolutions on CPU) [on]")
 # consistency
@@ -489,7 +585,7 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
         help="teacher BatchNorm on unlabelled batches: batch statistics (authors) or running [train]")
 # masks
 @option("--mask-prop-range", "--mask_prop_range", "mask_prop_range", callback=check_prop_range,
-        help="box area proportion, p or a:b [CutMix 0.5, Cutout 0:1]")
+        help="mask proportion (box area; cow masks: kept share), p or a:b [cutmix/cowmix 0.5, cutout/cowout 0:1]")
 @option("--boxmask-n-boxes", "--boxmask_n_boxes", "boxmask_n_boxes", type=click.IntRange(min=1),
         help="boxes per mask, combined by XOR [1]")
 @flag("boxmask-fixed-aspect-ratio", "boxmask_fixed_aspect_ratio", "square boxes", "boxmask_fixed_aspect_ratio")
@@ -497,6 +593,23 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("boxmask-outside-bounds", "boxmask_outside_bounds", "boxes may leave the image", "boxmask_outside_bounds")
 @flag("boxmask-invert", "boxmask_invert", "boxes are 1 (the original's default); --boxmask-no-invert: boxes are 0",
       "boxmask_invert")
+@option("--cowmix-sigma-range", "--cowmix_sigma_range", "cowmix_sigma_range", callback=check_sigma_range,
+        help="cowout/cowmix: Gaussian σ in px, s or a:b, drawn log-uniformly [4:16]")
+# perturbation-specific
+@option("--aug-offset-range", "--aug_offset_range", "aug_offset_range", type=click.IntRange(min=0),
+        help="aug: max offset in px between the teacher's and the student's crop centres [16]")
+@flag("aug-free-scale-rot", "aug_free_scale_rot", "aug: draw scale and rotation per view instead of sharing them",
+      "aug_free_scale_rot")
+@option("--ict-alpha", "--ict_alpha", "ict_alpha", type=click.FloatRange(min=0, min_open=True),
+        help="ict: λ ~ Beta(α, α) [0.1]")
+@option("--vat-radius", "--vat_radius", "vat_radius", type=click.FloatRange(min=0),
+        help="vat: radius r; × the image-gradient magnitude if adaptive, else × sqrt(C·H·W) [1]")
+@flag("adaptive-vat-radius", "adaptive_vat_radius", "vat: radius relative to each image's gradient magnitude [on]",
+      "adaptive_vat_radius")
+@flag("vat-dir-from-student", "vat_dir_from_student", "vat: adversarial direction from the student, not the teacher",
+      "vat_dir_from_student")
+@flag("vat-finite-diff", "vat_finite_diff", "vat: the authors' literal finite-difference power iteration "
+      "(paper-era; mostly float32 rounding noise) instead of the exact first-order direction [off]")
 # run
 @option("--seed", type=int, help="seed of initialisation, augmentation and masks [0]")
 @option("--device", help="cpu, cuda, cuda:1, ... [cuda if available]")
@@ -512,7 +625,7 @@ def main(**given):
     try:
         cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
         train(cfg, bundle)
-    except datapipe.DataError as err:
+    except (datapipe.DataError, architectures.WeightsError) as err:
         raise click.ClickException(str(err)) from None
 
 

@@ -8,6 +8,11 @@ uses its own generator ``np.random.default_rng([seed, stream, k])``. Restarting 
 Batches (SPEC §10): labelled ``image`` (N, 3, H, W) float normalised with the network's mean/std
 and ``label`` (N, H, W) int64; unlabelled ``image`` and ``valid`` (N, 1, H, W) float 0/1; each
 also carries ``matrix`` (N, 2, 3), the source → view affine matrix of its augmentation.
+
+Paired views (``stream_loader(..., paired=True)``, for the standard-augmentation regularizer): the
+teacher view ``image``/``valid``/``matrix``, the student view ``image_s``/``valid_s``/``matrix_s``, and
+``theta`` (N, 2, 3), the ``F.affine_grid`` matrix (``align_corners=False``) that brings maps of the
+teacher view into the student view's frame (SPEC §4).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .base import SegDataset
-from .transforms import AugParams, sample_matrix, warp
+from .transforms import AugParams, rotation, sample_matrix, scaling, warp
 
 
 class StreamSampler(Sampler):
@@ -68,6 +73,79 @@ class AugmentedViews(Dataset):
         return sample
 
 
+def pixel_to_grid(height: int, width: int) -> np.ndarray:
+    """3×3: pixel (x, y) → ``affine_grid`` normalised coordinates, align_corners=False: u = (2x + 1)/W − 1."""
+    return np.array([[2.0 / width, 0.0, 1.0 / width - 1.0], [0.0, 2.0 / height, 1.0 / height - 1.0],
+                     [0.0, 0.0, 1.0]])
+
+
+def grid_theta(m_src: np.ndarray, src_hw: tuple[int, int], m_dst: np.ndarray, dst_hw: tuple[int, int]) -> np.ndarray:
+    """The 2×3 ``F.affine_grid`` θ that resamples a map of view ``src`` into the frame of view ``dst``.
+
+    m_src, m_dst: 3×3 source-image → view pixel matrices of two views of one image (OpenCV convention,
+    pixel centres at integers); src_hw, dst_hw: the views' (H, W). With M = m_dst·m_src⁻¹ (src view →
+    dst view pixels), θ = N_src·M⁻¹·N_dst⁻¹ (SPEC §4): ``affine_grid`` maps OUTPUT (dst) normalised
+    coordinates to INPUT (src) ones. Use ``align_corners=False`` in ``affine_grid`` and ``grid_sample``;
+    θ does not depend on the map's resolution, so it also warps predictions smaller than the view.
+    """
+    src_to_dst = m_dst @ np.linalg.inv(m_src)
+    theta = pixel_to_grid(*src_hw) @ np.linalg.inv(src_to_dst) @ np.linalg.inv(pixel_to_grid(*dst_hw))
+    return theta[:2]
+
+
+def scaled_frame(scale: float, rot: float, src_hw: tuple[int, int]) -> np.ndarray:
+    """3×3 source → scaled-and-rotated frame: the part of ``sample_matrix`` before the crop."""
+    src_h, src_w = src_hw
+    m = scaling(scale)
+    return rotation(rot, (src_w * scale - 1) / 2, (src_h * scale - 1) / 2) @ m if rot else m
+
+
+class PairedViews(Dataset):
+    """Draw ``(index, draw)`` → a teacher view and a student view of unlabelled sample ``index``.
+
+    Each view is one OpenCV warp with the dataset's augmentation (``params``). The student's crop is
+    centred on the teacher's crop centre moved by up to ``offset_range`` px along each axis; scale and
+    rotation are shared between the views unless ``free_scale_rot`` (then drawn for each view); flips
+    are drawn independently. ``theta`` relates the views (``grid_theta``, teacher → student).
+    """
+
+    def __init__(self, dataset: SegDataset, params: AugParams, seed: int, stream: int, offset_range: int = 16,
+                 free_scale_rot: bool = False, fill=(0, 0, 0)):
+        if offset_range < 0:
+            raise ValueError(f"offset range must be >= 0, got {offset_range}")
+        self.dataset, self.params, self.seed, self.stream = dataset, params, seed, stream
+        self.offset_range, self.free_scale_rot, self.fill = offset_range, free_scale_rot, fill
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def draw_scale_rot(self, rng: np.random.Generator) -> tuple[float, float]:
+        rot = float(rng.uniform(-self.params.rot_mag, self.params.rot_mag)) if self.params.rot_mag > 0 else 0.0
+        return self.params.draw_scale(rng), rot
+
+    def __getitem__(self, key):
+        index, draw = key
+        rng = np.random.default_rng([self.seed, self.stream, draw])
+        image = self.dataset.load_image(index)
+        src_hw = image.shape[:2]
+        scale_t, rot_t = self.draw_scale_rot(rng)
+        m_t, hw_t, _ = sample_matrix(self.params, src_hw, rng, scale=scale_t, rot=rot_t)
+        scale_s, rot_s = self.draw_scale_rot(rng) if self.free_scale_rot else (scale_t, rot_t)
+        # the source point at the teacher view's centre, in the student's scaled frame
+        centre_src = np.linalg.inv(m_t) @ np.array([(hw_t[1] - 1) / 2, (hw_t[0] - 1) / 2, 1.0])
+        centre_s = scaled_frame(scale_s, rot_s, src_hw) @ centre_src
+        m_s, hw_s, _ = sample_matrix(self.params, src_hw, rng, scale=scale_s, rot=rot_s,
+                                     crop_offset_jitter=self.offset_range, centre=(centre_s[0], centre_s[1]))
+        sample = {}
+        for suffix, m, hw in (("", m_t, hw_t), ("_s", m_s, hw_s)):
+            view, _, valid = warp(image, m, hw, fill=self.fill)
+            sample["image" + suffix] = torch.from_numpy(view).permute(2, 0, 1)
+            sample["valid" + suffix] = torch.from_numpy(valid)[None]
+            sample["matrix" + suffix] = torch.from_numpy(m[:2].astype(np.float32))
+        sample["theta"] = torch.from_numpy(grid_theta(m_t, hw_t, m_s, hw_s).astype(np.float32))
+        return sample
+
+
 class Normalise:
     """Collate a list of samples and normalise images: uint8 (3, H, W) → (x/255 − mean) / std."""
 
@@ -77,16 +155,26 @@ class Normalise:
 
     def __call__(self, samples: list[dict]) -> dict:
         batch = {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
-        batch["image"] = (batch["image"].float() / 255.0 - self.mean) / self.std
-        if "valid" in batch:
-            batch["valid"] = batch["valid"].float()
+        for key in ("image", "image_s"):  # image_s: the student view of paired views
+            if key in batch:
+                batch[key] = (batch[key].float() / 255.0 - self.mean) / self.std
+        for key in ("valid", "valid_s"):
+            if key in batch:
+                batch[key] = batch[key].float()
         return batch
 
 
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
-                  with_label: bool, mean, std, num_workers: int = 0, start: int = 0):
-    """An endless iterator of augmented batches; ``start`` = number of samples already drawn."""
-    views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
+                  with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
+                  offset_range: int = 16, free_scale_rot: bool = False):
+    """An endless iterator of augmented batches; ``start`` = number of samples already drawn.
+
+    ``paired``: unlabelled teacher/student views of each image (see ``PairedViews``).
+    """
+    if paired:
+        views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean))
+    else:
+        views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
     loader = DataLoader(views, batch_size=batch_size, sampler=StreamSampler(len(dataset), seed, stream, start),
                         num_workers=num_workers, collate_fn=Normalise(mean, std),
                         persistent_workers=num_workers > 0, drop_last=True)

@@ -86,11 +86,11 @@ def sample_matrix(params: AugParams, src_hw: tuple[int, int], rng: np.random.Gen
         y0 = round(centre[1] - (out_h - 1) / 2) + int(jitter[0])
         x0 = round(centre[0] - (out_w - 1) / 2) + int(jitter[1])
     m = translation(-x0, -y0) @ m
+    view_centre = (x0 + (out_w - 1) / 2, y0 + (out_h - 1) / 2)  # crop centre in the scaled image
     m = flip(out_w, out_h, params.hflip and rng.random() < 0.5, params.vflip and rng.random() < 0.5) @ m
     if params.hvflip and rng.random() < 0.5:  # transpose (a square crop keeps its size)
         m = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) @ m
         out_h, out_w = out_w, out_h
-    view_centre = (x0 + (out_w - 1) / 2, y0 + (out_h - 1) / 2)
     return m, (out_h, out_w), view_centre
 
 

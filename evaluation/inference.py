@@ -20,11 +20,13 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, hflip: bool = Fa
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, ignore_index: int = 255,
-             device: torch.device | str = "cpu", hflip: bool = False, on_prediction=None) -> ConfusionMatrix:
+             device: torch.device | str = "cpu", hflip: bool = False, on_prediction=None,
+             postprocess=None) -> ConfusionMatrix:
     """Score ``model`` (put in eval mode here and restored after) on ``batches`` of full images.
 
     batches: dicts with ``image`` (N, 3, H, W) normalised float and ``label`` (N, H, W) int64.
     on_prediction(batch, pred): optional callback, e.g. to save prediction PNGs.
+    postprocess(pred) -> pred: optional, applied to each (N, H, W) prediction before scoring (``fill_holes``).
     """
     was_training = model.training
     model.eval()
@@ -37,6 +39,8 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, 
             if logits.shape[-2:] != label.shape[-2:]:
                 logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
             pred = logits.argmax(dim=1)
+            if postprocess is not None:
+                pred = postprocess(pred)
             confusion.update(pred, label)
             if on_prediction is not None:
                 on_prediction(batch, pred)

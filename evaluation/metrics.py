@@ -47,3 +47,16 @@ def mean_iou(ious: list[float | None]) -> float:
     """Mean over the classes that occur (in labels or predictions), as a fraction."""
     present = [v for v in ious if v is not None]
     return float(sum(present) / len(present)) if present else 0.0
+
+
+def image_iou(pred: torch.Tensor, label: torch.Tensor, cls: int, ignore_index: int = 255) -> torch.Tensor:
+    """IoU of class ``cls`` in each image, (N,) float; 1 where the class is absent from both (N, H, W) maps.
+
+    The mean over images of ``image_iou(..., cls=1)`` is the Jaccard index the ISIC 2017 challenge reports
+    for the lesion; the set-level IoU of ``ConfusionMatrix`` sums over all pixels instead.
+    """
+    keep = label != ignore_index
+    p, t = (pred == cls) & keep, (label == cls) & keep
+    intersection = (p & t).flatten(1).sum(1).double()
+    union = (p | t).flatten(1).sum(1).double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))

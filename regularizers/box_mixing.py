@@ -5,7 +5,8 @@ Both are plug-ins with the interface every regularizer here follows:
     loss, stats = reg(student, teacher, batch, partner)
 
 batch, partner: unlabelled batches ``{"image": (N, 3, H, W) normalised float, "valid": (N, 1, H, W)}``
-(``partner`` is a second, independent batch, given when ``reg.needs_partner``). ``loss`` is the
+(``partner`` is a second, independent batch, given when ``reg.needs_partner``; ``reg.needs_views``
+asks for paired teacher/student views instead, see ``aug.py``). ``loss`` is the
 unweighted consistency loss (the training loop multiplies by the consistency weight); ``stats`` holds
 detached scalars for logging. The teacher runs under ``no_grad`` in whatever mode the loop set.
 """
@@ -41,6 +42,7 @@ class Cutout:
     """
 
     needs_partner = False
+    needs_views = False
     default_weight = 1.0
     defaults = {"mask_prop_range": "0:1"}
     mask_generator_factory = staticmethod(box_mask_generator)
@@ -66,6 +68,7 @@ class CutMix:
     """
 
     needs_partner = True
+    needs_views = False
     default_weight = 1.0
     defaults = {"mask_prop_range": "0.5"}
     mask_generator_factory = staticmethod(box_mask_generator)

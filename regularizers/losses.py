@@ -10,7 +10,8 @@ so ``ConsistencyLoss.target`` turns teacher logits into the target space first.
 Reduction (the authors'): per-pixel loss summed over classes × loss mask, averaged over ALL N·H·W
 pixels (not divided by the mask sum), then × the fraction of pixels whose teacher confidence
 (max class probability) ≥ ``conf_thresh`` — or, with ``conf_per_pixel``, the per-pixel confidence
-mask multiplies the per-pixel loss instead. ``conf_thresh=0`` disables confidence weighting.
+mask multiplies the per-pixel loss instead (always for ``pseudo_ce``, the pseudo-label cross-entropy,
+which is masked per pixel like FixMatch-style pseudo-labels). ``conf_thresh=0`` disables confidence weighting.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class ConsistencyLoss:
         if self.conf_thresh > 0:
             confident = (confidence(target, self.uses_logits) >= self.conf_thresh).float()  # (N, H, W)
             conf_frac = confident.mean()
-            if self.conf_per_pixel:
+            if self.conf_per_pixel or self.kind == "pseudo_ce":  # pseudo-labels are masked per pixel
                 loss = (per_pixel * confident).mean()
             else:
                 loss = per_pixel.mean() * conf_frac

@@ -70,3 +70,11 @@ def test_every_loss_is_zero_when_student_equals_teacher_and_has_gradients(kind):
 def test_unknown_loss_is_refused():
     with pytest.raises(ValueError, match="unknown consistency loss"):
         ConsistencyLoss("l3")
+
+
+def test_pseudo_ce_is_masked_per_pixel():
+    student = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[0.99, 0.6], [0.01, 0.4]]).reshape(1, 2, 1, 2)  # confident only at pixel 0
+    loss, stats = ConsistencyLoss("pseudo_ce", 0.97)(student, target, torch.ones(1, 1, 1, 2))
+    assert loss.item() == pytest.approx(math.log(2) / 2)  # only pixel 0 counts, divided by both pixels
+    assert stats["conf_frac"].item() == pytest.approx(0.5)

@@ -86,3 +86,16 @@ def test_pi_model_and_saved_outputs(tmp_path):
     result = run([*TINY, "--model", "pi", "--save-model", "--save-preds", "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "model.pt").is_file() and len(list((out / "preds").glob("*.png"))) == 6
+
+
+def test_weights_round_trip_and_weight_errors(tmp_path):
+    first = tmp_path / "first"
+    assert run([*TINY, "--reg", "none", "--save-model", "--out-dir", str(first)]).exit_code == 0
+    second = tmp_path / "second"
+    result = run([*TINY, "--reg", "none", "--weights", str(first / "model.pt"), "--iters", "1",
+                  "--out-dir", str(second)])
+    assert result.exit_code == 0, result.output
+    for args, message in [(["--pretrained"], "unet_small has no pretrained weights"),
+                          (["--weights", str(tmp_path / "missing.pt")], "missing.pt")]:
+        result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--out-dir", str(tmp_path / "x")])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output

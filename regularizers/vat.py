@@ -1,0 +1,153 @@
+"""Virtual adversarial training, VAT (Miyato et al. 2018; SPEC §4 and §10; supplement D.1.3).
+
+The student sees x + r_adv, the target is the teacher's prediction on x, the loss mask is the validity.
+r_adv = ε·g/‖g‖ per image, where g comes from one power iteration: g = ∇_r D(f(x), f(x + r)) at
+r = ξ·d, d Gaussian noise normalised per image, ξ = 1e-6·H·W/1000 (the authors' value), D the selected
+consistency loss (mean over pixels, valid pixels only). The direction network is the teacher (the
+authors' default) or the student; it runs in eval mode for the direction, as in the authors' code, and
+every module's mode is restored afterwards (their code left it in eval mode).
+
+Radius ε: adaptive per image, r × the image-gradient magnitude ½·sqrt(Σ(x[y+1] − x[y−1])² +
+Σ(x[x+1] − x[x−1])²) over the channels and pixels of the (normalised) image; or fixed, r·sqrt(C·H·W).
+
+How g is computed. In float32, x + ξ·d does not change x at all for the authors' ξ (per element
+≈ 4e-11 on a 64×64 crop, ≈ 2e-7 at 321×321: below or at the float spacing of normalised pixels), so
+the authors' finite difference returns zero or rounding noise there. We compute the same quantity to
+first order in ξ, without cancellation: with z = f(x) the logits, J = ∂z/∂x and u = J·d (forward-mode
+``torch.func.jvp``),  g = Jᵀ·(∇_z D + ξ·∇²_z D·u)  (one backward pass). ∇_z D is 0 when the target is
+the network's own clean prediction, except for ``pseudo_ce``; then ∇²_z D·u, the Gauss–Newton product,
+is the Hessian of D at r = 0 applied to d, i.e. what the power iteration estimates.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .losses import ConsistencyLoss, pixel_loss
+
+
+def per_image_norm(v: torch.Tensor) -> torch.Tensor:
+    """(N, ...) → (N, 1, 1, 1) L2 norm of each sample."""
+    return v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+
+
+def normalise_per_image(v: torch.Tensor) -> torch.Tensor:
+    """Each sample divided by its L2 norm (a zero sample stays zero)."""
+    scale = v.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(v.dtype).tiny).view(-1, 1, 1, 1)
+    v = v / scale  # first bring the largest entry to 1, so tiny gradients do not underflow in the norm
+    return v / per_image_norm(v).clamp_min(torch.finfo(v.dtype).tiny)
+
+
+def image_gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N, 1, 1, 1): ½·sqrt(Σ central vertical differences² + Σ horizontal ones²)."""
+    dv = (x[:, :, 2:, :] - x[:, :, :-2, :]).flatten(1)
+    dh = (x[:, :, :, 2:] - x[:, :, :, :-2]).flatten(1)
+    return 0.5 * torch.sqrt(dv.pow(2).sum(dim=1) + dh.pow(2).sum(dim=1)).view(-1, 1, 1, 1)
+
+
+def vat_radius(x: torch.Tensor, radius: float, adaptive: bool) -> torch.Tensor:
+    """(N, 1, 1, 1) perturbation norm ε per image (see the module doc)."""
+    if adaptive:
+        return radius * image_gradient_magnitude(x)
+    return torch.full((x.shape[0], 1, 1, 1), radius * math.sqrt(x[0].numel()), device=x.device, dtype=x.dtype)
+
+
+def vat_xi(height: int, width: int) -> float:
+    """The norm of the power iteration's starting perturbation (the authors' ξ)."""
+    return 1e-6 * height * width / 1000
+
+
+def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
+                          generator: torch.Generator) -> torch.Tensor:
+    """(N, C, H, W) unit-norm (per image) direction that most increases D(f(x), f(x + r)) (module doc).
+
+    x: (N, C, H, W) normalised images; loss_mask: (N, 1, H, W) validity. ``net`` runs in eval mode and
+    gets every module's training flag back afterwards.
+    """
+    modes = [(module, module.training) for module in net.modules()]
+    net.eval()
+    try:
+        d = normalise_per_image(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+        with torch.no_grad():
+            z0, u = torch.func.jvp(net, (x,), (d,))  # clean logits and J·d, (N, K, H, W)
+        target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
+        with torch.enable_grad():
+            z = z0.detach().requires_grad_(True)
+            divergence = (pixel_loss(loss_kind, z, target) * loss_mask[:, 0]).mean()
+            (grad_z,) = torch.autograd.grad(divergence, z, create_graph=True)
+            (hess_u,) = torch.autograd.grad(grad_z, z, grad_outputs=u)
+            # the logit-space gradient at r = ξ·d, to first order; rescaled per image (the direction is
+            # scale-free and images are independent in eval mode) so the backward pass cannot underflow
+            grad_out = normalise_per_image(grad_z.detach() + vat_xi(*x.shape[-2:]) * hess_u)
+            x_in = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(net(x_in), x_in, grad_outputs=grad_out)
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    return normalise_per_image(g)
+
+
+def finite_difference_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
+                                generator: torch.Generator) -> torch.Tensor:
+    """The authors' power iteration, literally: g = ∇_r D(f(x), f(x + r)) at r = ξ·d, normalised per image.
+
+    In float32 x + ξ·d rounds back to x for small crops (module doc), so g is mostly rounding noise there;
+    kept for reproducing the paper-era runs (``--vat-finite-diff``). Modes restored as in
+    ``adversarial_direction``.
+    """
+    modes = [(module, module.training) for module in net.modules()]
+    net.eval()
+    try:
+        d = normalise_per_image(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+        with torch.no_grad():
+            z0 = net(x)
+        target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
+        with torch.enable_grad():
+            r = (vat_xi(*x.shape[-2:]) * d).requires_grad_(True)
+            divergence = (pixel_loss(loss_kind, net(x.detach() + r), target) * loss_mask[:, 0]).mean()
+            (g,) = torch.autograd.grad(divergence, r)
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    return normalise_per_image(g)
+
+
+class VAT:
+    """Student sees x + r_adv; target g(x); loss mask valid."""
+
+    needs_partner = False
+    needs_views = False
+    default_weight = 0.1  # Pascal / Cityscapes and the ISIC supplement (D.4); ISIC authors' scripts: 0.001
+    defaults: dict = {}
+
+    def __init__(self, cons_loss: ConsistencyLoss, rng: np.random.Generator, vat_radius: float = 1.0,
+                 adaptive_vat_radius: bool = True, vat_dir_from_student: bool = False,
+                 vat_finite_diff: bool = False):
+        if vat_radius < 0:
+            raise ValueError(f"VAT radius must be >= 0, got {vat_radius}")
+        self.cons_loss, self.rng = cons_loss, rng
+        self.radius, self.adaptive, self.dir_from_student = vat_radius, adaptive_vat_radius, vat_dir_from_student
+        self.direction = finite_difference_direction if vat_finite_diff else adversarial_direction
+
+    def torch_generator(self, device) -> torch.Generator:
+        """A torch generator for this call's noise, seeded from the loop's numpy generator."""
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(self.rng.integers(0, 2**63 - 1)))
+        return generator
+
+    def perturbation(self, net: nn.Module, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """r_adv (N, C, H, W) with ‖r_adv‖ = ε per image."""
+        direction = self.direction(net, x, valid, self.cons_loss.kind, self.torch_generator(x.device))
+        return vat_radius(x, self.radius, self.adaptive) * direction
+
+    def __call__(self, student, teacher, batch, partner=None):
+        x, valid = batch["image"], batch["valid"]
+        r_adv = self.perturbation(student if self.dir_from_student else teacher, x, valid)
+        with torch.no_grad():
+            target = self.cons_loss.target(teacher(x))
+        loss, stats = self.cons_loss(student(x + r_adv), target, valid)
+        stats["vat_radius"] = per_image_norm(r_adv).mean()
+        return loss, stats

@@ -26,9 +26,11 @@ class SegNet(nn.Module):
         super().__init__()
         self._frozen_bn: list[nn.Module] = []
 
+    backbone_pretrained: bool = False  # True once ``self.backbone`` holds pretrained (ImageNet) weights
+
     def pretrained_modules(self) -> list[nn.Module]:
-        """Modules whose weights come pretrained; subclasses with a pretrained backbone override this."""
-        return []
+        """Modules whose weights come pretrained: the ``backbone`` once it was loaded, else none."""
+        return [self.backbone] if self.backbone_pretrained else []
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         pretrained_ids = {id(p) for m in self.pretrained_modules() for p in m.parameters()}

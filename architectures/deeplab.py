@@ -72,9 +72,6 @@ class DeepLabV2(SegNet):
         self.backbone_pretrained = pretrained
         self.classifier = SummedDilatedConvs(2048, num_classes, summed_branches=summed_branches)
 
-    def pretrained_modules(self) -> list[nn.Module]:
-        return [self.backbone] if self.backbone_pretrained else []
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         b = self.backbone
@@ -101,9 +98,6 @@ class DeepLabV3Plus(SegNet):
         for m in [*self.aspp.modules(), *self.project.modules(), *self.fuse.modules(), self.classifier]:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
-
-    def pretrained_modules(self) -> list[nn.Module]:
-        return [self.backbone] if self.backbone_pretrained else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

@@ -52,9 +52,6 @@ class PSPNet(SegNet):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
 
-    def pretrained_modules(self) -> list[nn.Module]:
-        return [self.backbone] if self.backbone_pretrained else []
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         b = self.backbone

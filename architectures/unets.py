@@ -76,9 +76,6 @@ class DenseUNet(SegNet):
         self.decoder = nn.ModuleList([UpAddBlock(chans[i], chans[i + 1]) for i in range(4)])
         self.final = FinalLayers(chans[-1], num_classes)
 
-    def pretrained_modules(self) -> list[nn.Module]:
-        return [self.backbone] if self.backbone_pretrained else []
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         skips = []
@@ -102,9 +99,6 @@ class ResUNet(SegNet):
         chans = [1024, 512, 256, 64, 64]
         self.decoder = nn.ModuleList([UpAddBlock(chans[i], chans[i + 1]) for i in range(4)])
         self.final = FinalLayers(64, num_classes)
-
-    def pretrained_modules(self) -> list[nn.Module]:
-        return [self.backbone] if self.backbone_pretrained else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

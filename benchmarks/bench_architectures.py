@@ -11,7 +11,6 @@ in train mode (BatchNorm frozen where the paper froze it), one warm-up step, the
 """
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -24,18 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from architectures import ARCHITECTURES, build_arch
+from benchmarks.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def peak_rss_gib() -> float:

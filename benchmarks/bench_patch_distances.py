@@ -12,28 +12,17 @@ what the measured cost per pixel means for the paper's Cityscapes search (2975 i
     python -m benchmarks.bench_patch_distances --n-anchors 32 --sizes 64,256,1024 --counts 50,200
 """
 import os
-import platform
 import time
-from pathlib import Path
 
 import click
 import cv2
 import numpy as np
 
 import patch_distances as pd
+from benchmarks.machine import cpu_model
 from datapipe import SegDataset, build_dataset
 
 CITYSCAPES_PIXELS = 2975 * 1024 * 2048
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class InMemory(SegDataset):

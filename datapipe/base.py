@@ -12,6 +12,7 @@ batch, augmentation, optimiser, iterations), overridable from the command line (
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +80,41 @@ class Subset(SegDataset):
 
     def load_label(self, index: int) -> np.ndarray:
         return self.dataset.load_label(self.indices[index])
+
+
+class GeneratedDataset(SegDataset):
+    """Samples made on demand by ``make_sample(rng)`` → (image, label), with rng seeded from (seed, split, index).
+
+    Nothing is stored on disk; any sample can be re-made, and each is kept in memory once made.
+    """
+
+    SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+    def __init__(self, num_classes: int, split: str, length: int, seed: int,
+                 make_sample: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]):
+        super().__init__(num_classes)
+        self.split, self.length, self.seed, self.make_sample = split, length, seed, make_sample
+        self._made: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def sample_id(self, index: int) -> str:
+        return f"{self.split}_{index:06d}"
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        if index not in self._made:
+            rng = np.random.default_rng([self.seed, self.SPLIT_CODES[self.split], index])
+            self._made[index] = self.make_sample(rng)
+        return self._made[index]
+
+    def load_image(self, index: int) -> np.ndarray:
+        return self.sample(index)[0]
+
+    def read_label(self, index: int) -> np.ndarray:
+        return self.sample(index)[1]
 
 
 @dataclass

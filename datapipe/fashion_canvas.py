@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,7 @@ import numpy as np
 from scipy.ndimage import binary_fill_holes
 from torchvision.datasets import FashionMNIST
 
-from .base import DataBundle, DataError, SegDataset
+from .base import DataBundle, DataError, GeneratedDataset
 from .files import voc_palette
 from .registry import register_dataset
 
@@ -35,7 +35,6 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 GARMENTS = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
 CLASS_NAMES = ["background", *GARMENTS]
 PALETTE = voc_palette(len(CLASS_NAMES))
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 THRESHOLD = 40  # a garment covers the pixels of its resized grey image above this value (holes filled)
 
 RECIPE = {  # ours: the small CPU network, as for the synthetic set
@@ -134,33 +133,10 @@ def render_canvas(rng: np.random.Generator, garments: np.ndarray, classes: np.nd
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-class FashionCanvas(SegDataset):
-    def __init__(self, split: str, length: int, garments: np.ndarray, classes: np.ndarray, seed: int = 0,
-                 size: int = 64):
-        super().__init__(len(CLASS_NAMES))
-        self.split, self.length, self.seed, self.size = split, length, seed, size
-        self.garments, self.classes = garments, classes
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __len__(self) -> int:
-        return self.length
-
-    def sample_id(self, index: int) -> str:
-        return f"{self.split}_{index:06d}"
-
-    def _render(self, index: int):
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        if index not in self._cache:
-            rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], index])
-            self._cache[index] = render_canvas(rng, self.garments, self.classes, self.size)
-        return self._cache[index]
-
-    def load_image(self, index: int) -> np.ndarray:
-        return self._render(index)[0]
-
-    def read_label(self, index: int) -> np.ndarray:
-        return self._render(index)[1]
+def canvases(split: str, length: int, garments: np.ndarray, classes: np.ndarray, seed: int,
+             size: int) -> GeneratedDataset:
+    return GeneratedDataset(len(CLASS_NAMES), split, length, seed,
+                            partial(render_canvas, garments=garments, classes=classes, size=size))
 
 
 @register_dataset("fashion_canvas")
@@ -175,9 +151,9 @@ def fashion_canvas(data_dir=None, fashion_n_train: int = 4000, fashion_n_val: in
     size = fashion_canvas_size
     return DataBundle(
         name="fashion_canvas",
-        train=FashionCanvas("train", fashion_n_train, train_g, train_c, fashion_seed, size),
-        val=FashionCanvas("val", fashion_n_val, test_g[:half], test_c[:half], fashion_seed, size),
-        test=FashionCanvas("test", fashion_n_val, test_g[half:], test_c[half:], fashion_seed, size),
+        train=canvases("train", fashion_n_train, train_g, train_c, fashion_seed, size),
+        val=canvases("val", fashion_n_val, test_g[:half], test_c[:half], fashion_seed, size),
+        test=canvases("test", fashion_n_val, test_g[half:], test_c[half:], fashion_seed, size),
         class_names=list(CLASS_NAMES),
         palette=PALETTE,
         recipe={**RECIPE, "crop_size": (size, size)},

@@ -14,13 +14,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .base import DataBundle, SegDataset
+from .base import DataBundle, GeneratedDataset
 from .registry import register_dataset
 
 CLASS_NAMES = ["background", "stripes", "checks", "dots", "waves", "grid"]
 PALETTE = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48]],
                    np.uint8)
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 def texture(cls: int, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -104,33 +103,6 @@ def render(rng: np.random.Generator, size: int = 64, n_objects=(2, 4), radius_ra
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
-class SyntheticTextures(SegDataset):
-    def __init__(self, split: str, length: int, seed: int = 0, size: int = 64):
-        super().__init__(len(CLASS_NAMES))
-        self.split, self.length, self.seed, self.size = split, length, seed, size
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rendering costs ~3 ms; keep each once
-
-    def __len__(self) -> int:
-        return self.length
-
-    def sample_id(self, index: int) -> str:
-        return f"{self.split}_{index:06d}"
-
-    def _render(self, index: int):
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        if index not in self._cache:
-            rng = np.random.default_rng([self.seed, SPLIT_CODES[self.split], index])
-            self._cache[index] = render(rng, self.size)
-        return self._cache[index]
-
-    def load_image(self, index: int) -> np.ndarray:
-        return self._render(index)[0]
-
-    def read_label(self, index: int) -> np.ndarray:
-        return self._render(index)[1]
-
-
 RECIPE = {
     "arch": "unet_small",
     "crop_size": (64, 64),
@@ -151,8 +123,8 @@ def synthetic(data_dir=None, synthetic_seed: int = 0, n_train: int = 4000, n_val
     """Generated on demand (``data_dir`` is not used); other datasets' options are ignored."""
     return DataBundle(
         name="synthetic",
-        train=SyntheticTextures("train", n_train, synthetic_seed),
-        val=SyntheticTextures("val", n_val, synthetic_seed),
+        train=GeneratedDataset(len(CLASS_NAMES), "train", n_train, synthetic_seed, render),
+        val=GeneratedDataset(len(CLASS_NAMES), "val", n_val, synthetic_seed, render),
         class_names=list(CLASS_NAMES),
         palette=PALETTE,
         recipe=dict(RECIPE),

@@ -400,8 +400,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
         save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
                         optimizer=optimizer.state_dict(), mask_rng=mask_rng.bit_generator.state, iter=done,
                         seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
+
     student.train()
-    teacher.train(cfg["teacher_bn_mode"] == "train")
+    if mean_teacher is not None:  # the Π-model's teacher is the student, which stays in train mode
+        teacher.train(cfg["teacher_bn_mode"] == "train")
     iters = cfg["iters"]
     with click.progressbar(range(start_iter, iters), label="training", show_pos=True,
                            item_show_func=lambda _: f"sup {running['sup_loss'] / max(running['n'], 1):.3f}",

@@ -99,3 +99,12 @@ def test_weights_round_trip_and_weight_errors(tmp_path):
                           (["--weights", str(tmp_path / "missing.pt")], "missing.pt")]:
         result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--out-dir", str(tmp_path / "x")])
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_pi_model_student_keeps_training_mode_with_eval_teacher_bn(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "--model", "pi", "--teacher-bn-mode", "eval", "--iters", "2", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    # BatchNorm running statistics move only in train mode: the student (= teacher) trained in train mode
+    assert ckpt["student"]["enc.0.0.1.num_batches_tracked"].item() > 0

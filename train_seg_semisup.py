@@ -21,6 +21,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -624,6 +625,7 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("save-preds", "save_preds", "write prediction PNGs of the evaluation set to preds/", "save_preds")
 def main(**given):
     """Train a segmentation network with mean teacher and a consistency regularizer."""
+    warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)  # one line each
     try:
         cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
         train(cfg, bundle)

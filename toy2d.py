@@ -832,6 +832,11 @@ def train_command(out_dir, overwrite, threads, **options):
     cfg = ToyConfig(
         dataset=check_dataset(options.pop("dataset")), device=check_device(options.pop("device")), **options
     )
+    source = click.get_current_context().get_parameter_source("erode_radius")
+    explicit = source == click.core.ParameterSource.COMMANDLINE
+    if cfg.dataset == "spiral" and explicit and cfg.erode_radius:
+        raise click.BadParameter("not supported with --dataset spiral (its arms have no erosion); drop it",
+                                 param_hint="--erode-radius")
     if out_dir is None:
         name = "spiral" if cfg.dataset == "spiral" else Path(cfg.dataset.removeprefix("img:")).stem
         out_dir = Path("runs") / (

@@ -335,3 +335,8 @@ def test_bad_input_gives_one_line_error(tmp_path, args, message):
     assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1 and message in error_lines[0], result.output
+
+
+def test_spiral_refuses_an_explicit_erosion():
+    result = CliRunner().invoke(toy2d.cli, ["train", "--dataset", "spiral", "--erode-radius", "10", "--out-dir", "x"])
+    assert result.exit_code != 0 and "not supported with --dataset spiral" in result.output

@@ -111,7 +111,7 @@ RECIPE = {
     "batch_size": 16,
     "optimizer": "adam",
     "lr": 1e-3,
-    "iters": 3000,
+    "iters": 2500,
     "eval_every": 500,
     "eval_batch_size": 32,
     "n_sup": 100,

@@ -285,9 +285,9 @@ def consistency_per_sample(student_logits: torch.Tensor, teacher_logits: torch.T
 def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
     """phi <- alpha phi + (1 - alpha) theta for every floating point entry of the state dict
     (BatchNorm running statistics included, as the authors did)."""
-    for t, s in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True):
-        if t.is_floating_point():
-            t.lerp_(s, 1.0 - alpha)
+    pairs = [(t, s) for t, s in zip(teacher.state_dict().values(), student.state_dict().values(), strict=True)
+             if t.is_floating_point()]
+    torch._foreach_lerp_([t for t, _ in pairs], [s for _, s in pairs], 1.0 - alpha)  # one kernel on a GPU
 
 
 @torch.no_grad()
@@ -658,6 +658,34 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def parse_panels(text: str) -> set[str]:
+    """'a,c' or 'a_supervised,c_no_gap_isotropic' → the panel names; unknown entries are a usage error."""
+    names = {name[0]: name for name, _, _ in FIGURE1_PANELS}
+    chosen = set()
+    for item in (part.strip() for part in text.split(",")):
+        name = names.get(item, item)
+        if name not in names.values():
+            raise click.BadParameter(f"unknown panel {item!r}; choose from a, b, c, d", param_hint="--panels")
+        chosen.add(name)
+    if not chosen:
+        raise click.BadParameter("no panel given", param_hint="--panels")
+    return chosen
+
+
+RUN_ONLY_SETTINGS = ("device", "render_every")  # may differ between a reused run and this one
+
+
+def reusable_final(run_dir: Path, cfg: ToyConfig) -> dict | None:
+    """final.json of a finished run in run_dir trained with cfg's settings (device aside), else None."""
+    try:
+        final = json.loads((run_dir / "final.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = json.loads(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_ONLY_SETTINGS}))
+    had = {k: v for k, v in final.get("settings", {}).items() if k not in RUN_ONLY_SETTINGS}
+    return final if had == wanted and (run_dir / "prediction.png").is_file() else None
+
+
 def run_or_fail(fn):
     """Data errors (an image with one class, an erosion that leaves nothing) as one-line usage errors."""
     try:
@@ -868,12 +896,24 @@ def train_command(out_dir, overwrite, threads, **options):
     help="epochs of every panel (default: the authors', 25 supervised and 100 otherwise)",
 )
 @click.option(
+    "--panels",
+    default="a,b,c,d",
+    show_default=True,
+    help="panels to run (a,b,c,d or their names); the figure is composed once all four are in --out-dir",
+)
+@click.option(
+    "--reuse/--no-reuse",
+    default=False,
+    show_default=True,
+    help="keep a panel whose final.json in --out-dir has the same settings (any --device) instead of re-running it",
+)
+@click.option(
     "--out-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/toy2d-figure1"),
     show_default=True,
 )
-def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, **options):
+def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, panels, reuse, **options):
     """The four situations of the paper's Figure 1, one run each, composed into figure1.png with their
     error rates, plus summary.json."""
     base = ToyConfig(
@@ -882,15 +922,22 @@ def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, **options):
         erode_radius=gap_radius,
         **options,
     )
-    prepare_out_dir(out_dir, overwrite)
+    selected = parse_panels(panels)
+    prepare_out_dir(out_dir, overwrite or reuse)
     set_threads(threads)
-    summary, panels = [], []
+    summary, pictures = [], []
     for name, title, overrides in FIGURE1_PANELS:
         cfg = dataclasses.replace(base, **overrides)
         if epochs is not None:
             cfg = dataclasses.replace(cfg, epochs=epochs)
-        click.echo(f"== {title}")
-        final = run_or_fail(lambda cfg=cfg, name=name: run_experiment(cfg, out_dir / name))
+        final = reusable_final(out_dir / name, cfg) if reuse else None
+        if final is not None:
+            click.echo(f"== {title}: reusing {out_dir / name}/final.json")
+        elif name in selected:
+            click.echo(f"== {title}")
+            final = run_or_fail(lambda cfg=cfg, name=name: run_experiment(cfg, out_dir / name))
+        if final is None:
+            continue
         summary.append(
             {
                 "name": name,
@@ -903,9 +950,13 @@ def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, **options):
         )
         picture = cv2.imread(str(out_dir / name / "prediction.png"))
         rates = f"error {final['error_rate']:.2%} (samples), {final['grid_error_rate']:.2%} (grid)"
-        panels.append(titled(picture, [title, rates]))
+        pictures.append(titled(picture, [title, rates]))
+    if len(summary) < len(FIGURE1_PANELS):
+        done = ", ".join(entry["name"] for entry in summary) or "none"
+        click.echo(f"panels done in {out_dir}: {done}; figure1.png needs all four (run the others, with --reuse)")
+        return
     dist = cv2.imread(str(out_dir / FIGURE1_PANELS[-1][0] / "distance_map.png"))
-    cv2.imwrite(str(out_dir / "figure1.png"), compose_grid(panels))
+    cv2.imwrite(str(out_dir / "figure1.png"), compose_grid(pictures))
     cv2.imwrite(str(out_dir / "distance_map.png"), dist)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for entry in summary:

@@ -160,6 +160,7 @@ def resolve_config(given: dict) -> dict:
         cfg["split_seed"] = cfg["seed"]
     if cfg["device"] is None:
         cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(cfg["device"])
     if cfg["out_dir"] is None:
         n_sup = "all" if cfg["n_sup"] is None else cfg["n_sup"]
         cfg["out_dir"] = f"runs/{dataset}-{reg}-{arch}-n{n_sup}-s{cfg['seed']}"
@@ -250,6 +251,20 @@ def prepare_out_dir(cfg: dict) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def check_device(name: str) -> None:
+    """Refuse a device this machine does not have, before anything is written."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device is available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"not supported: --device {name}; use cpu or cuda[:N]")
 
 
 def peak_rss_mb() -> float | None:
@@ -451,6 +466,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     seconds = record["seconds"]
     final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val",
              "peak_rss_mb": peak_rss_mb()}
+    if device.type == "cuda":
+        final["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     # with --n-val the official val set is the test set (test_*); a dataset's own test set is test_* and
     # then the official val set, if held out from, is val_*
     tests = {"test": bundle.test} if bundle.test is not None else {}

@@ -36,8 +36,12 @@ def run_one(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> d
            f"--seed={seed}", f"--threads={threads}", f"--out-dir={out}", "--overwrite", *extra]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     t0 = time.time()
-    with open(out.parent / f"{out.name}.log", "w") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log_path = out.parent / f"{out.name}.log"
+    with open(log_path, "w") as log:
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        last = log_path.read_text().strip().splitlines()[-1:] or [""]
+        raise click.ClickException(f"--reg={reg} seed {seed} failed (exit {code}): {last[0]}  (log: {log_path})")
     final = json.loads((out / "final.json").read_text())
     final["wall_seconds"] = time.time() - t0
     return final

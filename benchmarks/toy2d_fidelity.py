@@ -11,10 +11,12 @@ when both pass, 1 otherwise.
 
     python benchmarks/toy2d_fidelity.py                                   # paper settings, seeds 0,1,2
     python benchmarks/toy2d_fidelity.py --seeds 0 --epochs 5 --out-dir runs/toy2d-fidelity-short
-    python benchmarks/toy2d_fidelity.py --jobs 2 --reuse                  # 2 seeds at a time; keep finished
+    python benchmarks/toy2d_fidelity.py --jobs 2 --reuse                  # 2 panels at a time; keep finished
+    python benchmarks/toy2d_fidelity.py --jobs 12 --device cuda           # all 12 panel runs at once on a GPU
 
-Each seed runs in its own process (log in OUT/seed_<s>.log, results in OUT/seed_<s>/); the table goes to
-stdout, OUT/results.md and OUT/results.json.
+Each panel of each seed runs in its own process (log in OUT/seed_<s>_<panel>.log, results in
+OUT/seed_<s>/<panel>/); then `figure1 --reuse` composes each seed's figure1.png and summary.json. The table
+goes to stdout, OUT/results.md and OUT/results.json.
 """
 
 import json
@@ -29,36 +31,35 @@ import numpy as np
 
 TOY2D = Path(__file__).resolve().parents[1] / "toy2d.py"
 PANELS = ("a_supervised", "b_mean_teacher_gap", "c_no_gap_isotropic", "d_no_gap_constrained")
+PANEL_ORDER = ("b", "c", "d", "a")  # longest first (a: 25 supervised epochs)
 
 
-def figure1_command(seed: int, out: Path, epochs, device: str, threads: int, hidden_size: int) -> list[str]:
-    cmd = [sys.executable, str(TOY2D), "figure1", "--seed", str(seed), "--out-dir", str(out), "--overwrite"]
-    cmd += ["--device", device, "--threads", str(threads), "--hidden-size", str(hidden_size)]
+def figure1_command(seed: int, out: Path, epochs, device: str, threads: int, hidden_size: int,
+                    panels: str = "a,b,c,d", reuse: bool = True) -> list[str]:
+    cmd = [sys.executable, str(TOY2D), "figure1", "--seed", str(seed), "--out-dir", str(out), "--panels", panels]
+    cmd += ["--reuse" if reuse else "--overwrite", "--device", device, "--threads", str(threads)]
+    cmd += ["--hidden-size", str(hidden_size)]
     return cmd + (["--epochs", str(epochs)] if epochs is not None else [])
 
 
-def run_seeds(commands: dict[int, list[str]], out_dir: Path, jobs: int) -> dict[int, float]:
-    """Run the figure1 commands, at most `jobs` at a time; returns wall seconds per seed."""
+def run_all(commands: dict[str, list[str]], out_dir: Path, jobs: int) -> dict[str, float]:
+    """Run the commands (one process each, log in OUT/<key>.log), at most `jobs` at a time; wall seconds per key."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     pending, running, wall = list(commands.items()), {}, {}
     while pending or running:
         while pending and len(running) < jobs:
-            seed, cmd = pending.pop(0)
-            log = open(out_dir / f"seed_{seed}.log", "w")
-            click.echo(f"seed {seed}: {' '.join(cmd)}")
-            running[seed] = (
-                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-                log,
-                time.time(),
-            )
-        for seed, (proc, log, start) in list(running.items()):
+            key, cmd = pending.pop(0)
+            log = open(out_dir / f"{key}.log", "w")
+            click.echo(f"{key}: {' '.join(cmd)}")
+            running[key] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, time.time())
+        for key, (proc, log, start) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
-                del running[seed]
-                wall[seed] = time.time() - start
+                del running[key]
+                wall[key] = time.time() - start
                 if proc.returncode != 0:
-                    raise click.ClickException(f"seed {seed} failed (exit {proc.returncode}): see seed_{seed}.log")
-                click.echo(f"seed {seed}: done in {wall[seed]:.0f}s")
+                    raise click.ClickException(f"{key} failed (exit {proc.returncode}): see {out_dir / key}.log")
+                click.echo(f"{key}: done in {wall[key]:.0f}s")
         time.sleep(1.0)
     return wall
 
@@ -117,7 +118,8 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
     show_default=True,
 )
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="seeds run at once")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="panels run at once (each panel of each seed is one process)")
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True, help="torch threads per run")
 @click.option(
     "--hidden-size",
@@ -130,7 +132,7 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
     "--reuse/--no-reuse",
     default=False,
     show_default=True,
-    help="keep seeds whose summary.json exists in --out-dir instead of running them again",
+    help="keep panels already finished in --out-dir with the same settings instead of running them again",
 )
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
 def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, reuse, overwrite):
@@ -145,14 +147,17 @@ def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, reuse, over
         raise click.UsageError(f"--out-dir {out_dir} is not empty (pass --reuse or --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    # one process per (seed, panel), the long panels first; then one quick figure1 per seed that reuses
+    # the four panels and composes figure1.png and summary.json
     commands = {}
     for seed in seed_list:
-        if reuse and (out_dir / f"seed_{seed}" / "summary.json").is_file():
-            click.echo(f"seed {seed}: reusing {out_dir / f'seed_{seed}' / 'summary.json'}")
-        else:
-            commands[seed] = figure1_command(seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size)
+        for panel in PANEL_ORDER:
+            commands[f"seed_{seed}_{panel}"] = figure1_command(
+                seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size, panel, reuse)
     start = time.time()
-    run_seeds(commands, out_dir, jobs)
+    run_all(commands, out_dir, jobs)
+    run_all({f"seed_{seed}": figure1_command(seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size)
+             for seed in seed_list}, out_dir, jobs)
     wall = time.time() - start
 
     summaries = {s: json.loads((out_dir / f"seed_{s}" / "summary.json").read_text()) for s in seed_list}

@@ -309,6 +309,34 @@ def test_figure1_tiny(tmp_path):
     assert figure.shape[0] > 2 * 48 and figure.shape[1] > 2 * 48
 
 
+def test_figure1_panels_run_separately_and_reuse(tmp_path):
+    img = write_png(tmp_path / "disk.png", disk_image(48, 14.0))
+    out = tmp_path / "fig"
+    args = ["figure1", f"--dataset=img:{img}", "--gap-radius", "3", "--epochs", "1", "--hidden-size", "8",
+            "--batch-size", "256", "--threads", "1", "--out-dir", str(out)]
+    result = run_cli(args + ["--panels", "a,c_no_gap_isotropic"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_supervised", "c_no_gap_isotropic"]
+    assert "needs all four" in result.output and not (out / "figure1.png").exists()
+    first = (out / "a_supervised" / "final.json").read_text()
+
+    # --reuse keeps a and c (same settings), runs b and d, and composes the figure
+    result = run_cli(args + ["--reuse"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("reusing") == 2 and (out / "figure1.png").is_file()
+    assert (out / "a_supervised" / "final.json").read_text() == first
+    assert len(json.loads((out / "summary.json").read_text())) == 4
+
+    # other settings are not reused: a different width re-runs every panel
+    result = run_cli([*args[:7], "16", *args[8:], "--reuse"])
+    assert result.exit_code == 0, result.output
+    assert "reusing" not in result.output
+    assert json.loads((out / "a_supervised" / "final.json").read_text())["settings"]["hidden_size"] == 16
+
+    result = run_cli(args + ["--panels", "e"])
+    assert result.exit_code != 0 and "unknown panel 'e'" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

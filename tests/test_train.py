@@ -60,6 +60,9 @@ def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
     (["--n-sup", "100"], "more than the 24 training images"),
     (["--crop-size", "a,b"], "expected one value or two"),
     (["--resume"], "--resume needs --out-dir"),
+    (["--device", "nonsense"], "unknown --device 'nonsense'"),
+    (["--device", "meta"], "not supported: --device meta"),
+    (["--device", "cuda:7"], "--device cuda:7"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args])

@@ -65,10 +65,15 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
     def one(run):
         reg, seed = run
         out = out_dir / f"{reg}-s{seed}"
-        if reuse and (out / "final.json").is_file():
+        reused = reuse and (out / "final.json").is_file()
+        if reused:
             click.echo(f"{reg} seed {seed}: reusing {out}")
-            return json.loads((out / "final.json").read_text())
-        final = run_one(reg, seed, out, threads, list(extra))
+            final = json.loads((out / "final.json").read_text())
+        else:
+            final = run_one(reg, seed, out, threads, list(extra))
+        final["device"] = json.loads((out / "config.json").read_text())["device"]
+        if reused:
+            return final
         click.echo(f"{reg} seed {seed}: mIoU {100 * final['miou']:.2f}%  {final['seconds']:.0f} s  "
                    f"peak RSS {final.get('peak_rss_mb') or float('nan'):.0f} MB")
         return final
@@ -77,15 +82,17 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
         finals = dict(zip(runs, pool.map(one, runs), strict=True))
     results = {reg: [finals[(reg, seed)] for seed in seeds] for reg in regs}
 
-    lines = ["| reg | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | minutes/run | peak RSS MB |",
-             "|---|" + "---|" * len(seeds) + "---|---|---|"]
+    lines = ["| reg | " + " | ".join(f"seed {s}" for s in seeds) +
+             " | mean ± std | minutes/run | peak RSS MB | device per seed |",
+             "|---|" + "---|" * len(seeds) + "---|---|---|---|"]
     for reg, finals in results.items():
         mious = [100 * f["miou"] for f in finals]
         std = statistics.stdev(mious) if len(mious) > 1 else 0.0
         lines.append(f"| {reg} | " + " | ".join(f"{m:.2f}" for m in mious) +
                      f" | {statistics.mean(mious):.2f} ± {std:.2f} | "
                      f"{statistics.median(f['seconds'] for f in finals) / 60:.1f} | "
-                     f"{max(f.get('peak_rss_mb', 0) for f in finals):.0f} |")
+                     f"{max(f.get('peak_rss_mb', 0) for f in finals):.0f} | "
+                     f"{', '.join(f['device'] for f in finals)} |")
     table = "\n".join(lines)
     click.echo("\n" + table)
     (out_dir / "table.md").write_text(table + "\n")

@@ -398,18 +398,20 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
     seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
     t0 = time.time()
-    running = {"sup_loss": 0.0, "cons_loss": 0.0, "conf_frac": 0.0, "n": 0}
+    # training means since the last evaluation, summed on the device: no host sync per iteration
+    running = {"sums": torch.zeros(3, dtype=torch.float64, device=device), "n": 0, "shown": float("nan")}
 
     def log_evaluation(scores: dict, done: int) -> dict:
         """Append one record to metrics.jsonl (training means since the last one) and print it."""
-        n = max(running["n"], 1)
-        record = {"iter": done, **scores, **{k: running[k] / n for k in ("sup_loss", "cons_loss", "conf_frac")},
+        means = (running["sums"] / max(running["n"], 1)).tolist()
+        record = {"iter": done, **scores, **dict(zip(("sup_loss", "cons_loss", "conf_frac"), means, strict=True)),
                   "seconds": seconds_before + time.time() - t0}
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         click.echo(f"\n[iter {done}] mIoU {100 * scores['miou']:.2f}%  sup loss {record['sup_loss']:.4f}  "
                    f"cons loss {record['cons_loss']:.4f}  confident {record['conf_frac']:.3f}")
-        running.update(sup_loss=0.0, cons_loss=0.0, conf_frac=0.0, n=0)
+        running["sums"].zero_()
+        running["n"] = 0
         return record
 
     def save_state(done: int) -> None:
@@ -422,7 +424,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
         teacher.train(cfg["teacher_bn_mode"] == "train")
     iters = cfg["iters"]
     with click.progressbar(range(start_iter, iters), label="training", show_pos=True,
-                           item_show_func=lambda _: f"sup {running['sup_loss'] / max(running['n'], 1):.3f}",
+                           item_show_func=lambda _: None if math.isnan(running["shown"]) else
+                           f"sup {running['shown']:.3f}",
                            file=None) as bar:
         for it in bar:
             # learning rate
@@ -434,7 +437,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
             logits = student(sup["image"])
             n_labelled = (sup["label"] != 255).sum().clamp(min=1)
             loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") / n_labelled
-            running["sup_loss"] += loss.item()
+            step_stats = [loss.detach()]
 
             # consistency on unlabelled data
             if reg is not None:
@@ -442,15 +445,17 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
                 partner = to_device(next(unsup_streams[1])) if reg.needs_partner else None
                 cons, stats = reg(student, teacher, batch, partner)
                 loss = loss + cfg["cons_weight"] * rampup_factor(it, cfg["rampup"]) * cons
-                running["cons_loss"] += cons.item()
-                running["conf_frac"] += float(stats["conf_frac"])
+                step_stats += [cons.detach(), torch.as_tensor(stats["conf_frac"], device=device).to(cons.dtype)]
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if mean_teacher is not None:
                 mean_teacher.update(student)
+            running["sums"][: len(step_stats)] += torch.stack(step_stats)
             running["n"] += 1
+            if running["n"] % 50 == 0:  # the progress bar's loss: one host sync every 50 iterations
+                running["shown"] = running["sums"][0].item() / running["n"]
 
             # evaluate, log and checkpoint (the final evaluation follows the loop)
             done = it + 1

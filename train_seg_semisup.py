@@ -505,22 +505,17 @@ def parse_pair(kind):
     return parse
 
 
-def check_prop_range(ctx, param, value):
-    if value is not None:
-        try:
-            regularizers.masks.parse_prop_range(value)
-        except ValueError as err:
-            raise click.BadParameter(str(err)) from None
-    return value
+def range_checker(parse):
+    """A click callback that validates a range option with ``parse`` (value kept as given)."""
+    def check(ctx, param, value):
+        if value is not None:
+            try:
+                parse(value)
+            except ValueError as err:
+                raise click.BadParameter(str(err)) from None
+        return value
 
-
-def check_sigma_range(ctx, param, value):
-    if value is not None:
-        try:
-            regularizers.cow_masks.parse_sigma_range(value)
-        except ValueError as err:
-            raise click.BadParameter(str(err)) from None
-    return value
+    return check
 
 
 def option(*names, **kwargs):
@@ -609,7 +604,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--teacher-bn-mode", type=click.Choice(["train", "eval"]),
         help="teacher BatchNorm on unlabelled batches: batch statistics (authors) or running [train]")
 # masks
-@option("--mask-prop-range", "--mask_prop_range", "mask_prop_range", callback=check_prop_range,
+@option("--mask-prop-range", "--mask_prop_range", "mask_prop_range",
+        callback=range_checker(regularizers.masks.parse_prop_range),
         help="mask proportion (box area; cow masks: kept share), p or a:b [cutmix/cowmix 0.5, cutout/cowout 0:1]")
 @option("--boxmask-n-boxes", "--boxmask_n_boxes", "boxmask_n_boxes", type=click.IntRange(min=1),
         help="boxes per mask, combined by XOR [1]")
@@ -618,7 +614,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("boxmask-outside-bounds", "boxmask_outside_bounds", "boxes may leave the image", "boxmask_outside_bounds")
 @flag("boxmask-invert", "boxmask_invert", "boxes are 1 (the original's default); --boxmask-no-invert: boxes are 0",
       "boxmask_invert")
-@option("--cowmix-sigma-range", "--cowmix_sigma_range", "cowmix_sigma_range", callback=check_sigma_range,
+@option("--cowmix-sigma-range", "--cowmix_sigma_range", "cowmix_sigma_range",
+        callback=range_checker(regularizers.cow_masks.parse_sigma_range),
         help="cowout/cowmix: Gaussian σ in px, s or a:b, drawn log-uniformly [4:16]")
 # perturbation-specific
 @option("--aug-offset-range", "--aug_offset_range", "aug_offset_range", type=click.IntRange(min=0),

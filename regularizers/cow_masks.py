@@ -17,20 +17,12 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import erfinv
 
 from .box_mixing import CutMix, Cutout
-from .masks import parse_prop_range
+from .masks import parse_prop_range, parse_range
 
 
 def parse_sigma_range(value) -> tuple[float, float]:
     """``8`` / ``"8"`` → (8.0, 8.0);  ``"4:16"`` / ``(4, 16)`` → (4.0, 16.0); σ in pixels, 0 < a <= b."""
-    if isinstance(value, str):
-        parts = value.split(":")
-        if len(parts) not in (1, 2):
-            raise ValueError(f"sigma range {value!r} must be a number or 'a:b'")
-        low, high = float(parts[0]), float(parts[-1])
-    elif np.isscalar(value):
-        low = high = float(value)
-    else:
-        low, high = (float(v) for v in value)
+    low, high = parse_range(value, "sigma range")
     if not 0.0 < low <= high:
         raise ValueError(f"sigma range {value!r} must satisfy 0 < a <= b")
     return low, high

@@ -19,17 +19,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def parse_prop_range(value) -> tuple[float, float]:
-    """``0.5`` / ``"0.5"`` → (0.5, 0.5);  ``"0:1"`` / ``(0, 1)`` → (0.0, 1.0)."""
+def parse_range(value, what: str) -> tuple[float, float]:
+    """``0.5`` / ``"0.5"`` → (0.5, 0.5);  ``"0:1"`` / ``(0, 1)`` → (0.0, 1.0); ``what`` names it in errors."""
     if isinstance(value, str):
         parts = value.split(":")
         if len(parts) not in (1, 2):
-            raise ValueError(f"mask proportion range {value!r} must be a number or 'a:b'")
-        low, high = float(parts[0]), float(parts[-1])
-    elif np.isscalar(value):
-        low = high = float(value)
-    else:
-        low, high = (float(v) for v in value)
+            raise ValueError(f"{what} {value!r} must be a number or 'a:b'")
+        return float(parts[0]), float(parts[-1])
+    if np.isscalar(value):
+        return float(value), float(value)
+    low, high = (float(v) for v in value)
+    return low, high
+
+
+def parse_prop_range(value) -> tuple[float, float]:
+    """``0.5`` / ``"0.5"`` → (0.5, 0.5);  ``"0:1"`` / ``(0, 1)`` → (0.0, 1.0)."""
+    low, high = parse_range(value, "mask proportion range")
     if not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"mask proportion range {value!r} must satisfy 0 <= a <= b <= 1")
     return low, high

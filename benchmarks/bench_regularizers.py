@@ -30,6 +30,7 @@ import architectures
 import datapipe
 import regularizers
 from benchmarks.bench_architectures import cpu_model
+from train_seg_semisup import one_cpu_thread
 
 # network → (crop side, batch, classes, default repeats): the synthetic recipe and the paper's Pascal crop
 SETTINGS = {"unet_small": (64, 16, 6, 9), "deeplabv2_resnet101": (321, 2, 21, 2)}
@@ -57,14 +58,18 @@ def sync(device) -> None:
 
 
 def training_step(student, mean_teacher, optimizer, reg, sup, unsup, partner) -> None:
-    loss = F.cross_entropy(student(sup["image"]), sup["label"], ignore_index=255)
+    """What the loop of ``train_seg_semisup.py`` does for one iteration, batches given."""
+    labels = sup["label"]
+    n_labelled = (labels != 255).sum().clamp(min=1)
+    loss = F.cross_entropy(student(sup["image"]), labels, ignore_index=255, reduction="sum") / n_labelled
     if reg is not None:
         cons, _ = reg(student, mean_teacher.teacher, unsup, partner if reg.needs_partner else None)
         loss = loss + 1.0 * cons
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
-    mean_teacher.update(student)
+    with one_cpu_thread(labels.device):
+        optimizer.step()
+        mean_teacher.update(student)
 
 
 def bare_passes(student, teacher, name: str, reg, sup, unsup, partner) -> None:
@@ -80,10 +85,13 @@ def bare_passes(student, teacher, name: str, reg, sup, unsup, partner) -> None:
             x_in = x.detach().requires_grad_(True)
             torch.autograd.grad(direction_net(x_in).sum(), x_in)
             direction_net.train()
+        if name == "aug":  # the step's order: the student's view first, then the teacher's
+            out = out + student(x).mean()
         with torch.no_grad():
             for _ in range(2 if reg.needs_partner else 1):
                 teacher(x)
-        out = out + student(x).mean()
+        if name != "aug":
+            out = out + student(x).mean()
     student.zero_grad(set_to_none=True)
     out.backward()
 

@@ -136,14 +136,14 @@ def erode_classes(image: np.ndarray, radius: float) -> np.ndarray:
 
 
 def image_samples(
-    image: np.ndarray, erode_radius: float, noise_std: float, rng: np.random.Generator
+    image: np.ndarray, erode_radius: float, noise_std: float, rng: np.random.Generator, option: str = "--erode-radius"
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sample per kept pixel at its centre + N(0, noise_std^2) px, labelled with the pixel's class.
     Returns positions (N, 2) as (x, y) in pixels and labels (N,) int64."""
     kept = erode_classes(image, erode_radius)
     for cls in (0, 1):
         if not (kept & (image == bool(cls))).any():
-            raise ValueError(f"--erode-radius {erode_radius:g} leaves no pixel of class {cls}")
+            raise ValueError(f"{option} {erode_radius:g} leaves no pixel of class {cls}")
     rows, cols = np.nonzero(kept)
     pos = np.stack([cols, rows], axis=1) + 0.5
     pos = pos + rng.normal(0.0, noise_std, size=pos.shape)
@@ -193,14 +193,28 @@ class ToyData:
     image: np.ndarray  # (H, W) bool, True = class 1
     pos: np.ndarray  # (N, 2) float64, sample positions (x, y) in pixels
     labels: np.ndarray  # (N,) int64
-    sup_idx: np.ndarray  # (n_sup,) int64, indices of the labelled samples
+    sup_pos: np.ndarray  # (n_sup, 2) float64, the labelled points (x, y) in pixels
+    sup_labels: np.ndarray  # (n_sup,) int64
 
 
 def build_dataset(
-    dataset: str, erode_radius: float, noise_std: float, n_sup: int, balance: bool, rng: np.random.Generator
+    dataset: str,
+    erode_radius: float,
+    noise_std: float,
+    n_sup: int,
+    balance: bool,
+    rng: np.random.Generator,
+    sup_erode_radius: float | None = None,
 ) -> ToyData:
-    """`boundary` (the shipped toy2d_boundary.png, re-created if missing), `spiral`, or `img:PATH`."""
+    """`boundary` (the shipped toy2d_boundary.png, re-created if missing), `spiral`, or `img:PATH`.
+
+    The labelled points are chosen among the samples themselves, or, with `sup_erode_radius` set to
+    another radius, among the samples of the image eroded by that radius, drawn first from `rng` (so
+    they are the very points a run with `erode_radius = sup_erode_radius` labels): the authors drew
+    their labelled points once from the gap data (`--sup_path`, 35 px) and used them in every panel."""
     if dataset == "spiral":
+        if sup_erode_radius is not None:
+            raise ValueError("--sup-erode-radius is not supported with --dataset spiral (its arms have no erosion)")
         image = make_spiral_image()
         pos, labels = spiral_samples(image.shape[0], 5000, noise_std, rng)
     else:
@@ -214,9 +228,14 @@ def build_dataset(
             image = load_boundary_image(dataset[4:])
         else:
             raise ValueError(f"unknown --dataset {dataset!r}: use boundary, spiral or img:PATH")
+        if sup_erode_radius is not None and sup_erode_radius != erode_radius:
+            source_pos, source_labels = image_samples(image, sup_erode_radius, noise_std, rng, "--sup-erode-radius")
+            sup_idx = choose_labelled(source_labels, n_sup, balance, rng)
+            pos, labels = image_samples(image, erode_radius, noise_std, rng)
+            return ToyData(dataset, image, pos, labels, source_pos[sup_idx], source_labels[sup_idx])
         pos, labels = image_samples(image, erode_radius, noise_std, rng)
     sup_idx = choose_labelled(labels, n_sup, balance, rng)
-    return ToyData(dataset, image, pos, labels, sup_idx)
+    return ToyData(dataset, image, pos, labels, pos[sup_idx], labels[sup_idx])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -397,6 +416,7 @@ class ToyConfig:
     erode_radius: float = 35.0  # px; the gap is about 2x this
     img_noise_std: float = 2.0  # px
     n_sup: int = 10
+    sup_erode_radius: float | None = None  # px; labelled points from the data eroded this much (None: the data)
     balance_classes: bool = False
     seed: int = 0
     n_hidden: int = 3
@@ -436,8 +456,7 @@ def evaluate(model: nn.Module, data: ToyData, device: torch.device) -> dict:
 
 
 def render_run(data: ToyData, prob_grid: np.ndarray, mode: str) -> np.ndarray:
-    sup = data.sup_idx
-    return render_prediction(data.image, prob_grid, data.pos, data.pos[sup], data.labels[sup], mode)
+    return render_prediction(data.image, prob_grid, data.pos, data.sup_pos, data.sup_labels, mode)
 
 
 def consistency_loss(
@@ -490,8 +509,8 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
     gen = torch.Generator(device=device).manual_seed(cfg.seed)  # shuffling and perturbations
 
     x_all = unit_tensor(data.pos, shape, device)  # (N, 2), the unlabelled set
-    x_sup = x_all[torch.as_tensor(data.sup_idx, device=device)]  # (n_sup, 2)
-    y_sup = torch.as_tensor(data.labels[data.sup_idx], device=device)  # (n_sup,)
+    x_sup = unit_tensor(data.sup_pos, shape, device)  # (n_sup, 2)
+    y_sup = torch.as_tensor(data.sup_labels, device=device)  # (n_sup,)
     sigma = torch.tensor([cfg.perturb_std * 2.0 / shape[1], cfg.perturb_std * 2.0 / shape[0]], device=device)
     dist_map_t = torch.as_tensor(dist_map, device=device)[None, None]  # (1, 1, H, W), px
     n_all, n_sup, bs = x_all.shape[0], x_sup.shape[0], cfg.batch_size
@@ -566,7 +585,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
         "n_sup": int(n_sup),
         "image_size": list(shape),
         "sup_points": [
-            [float(x), float(y), int(c)] for (x, y), c in zip(data.pos[data.sup_idx], y_sup.tolist(), strict=True)
+            [float(x), float(y), int(c)] for (x, y), c in zip(data.sup_pos, data.sup_labels, strict=True)
         ],
         "settings": dataclasses.asdict(cfg),
     }
@@ -578,7 +597,9 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
 def run_experiment(cfg: ToyConfig, out_dir: Path, log=print) -> dict:
     """Build the dataset from cfg (a seeded choice) and train."""
     rng = np.random.default_rng(cfg.seed)
-    data = build_dataset(cfg.dataset, cfg.erode_radius, cfg.img_noise_std, cfg.n_sup, cfg.balance_classes, rng)
+    data = build_dataset(
+        cfg.dataset, cfg.erode_radius, cfg.img_noise_std, cfg.n_sup, cfg.balance_classes, rng, cfg.sup_erode_radius
+    )
     return train(cfg, data, out_dir, log)
 
 
@@ -681,8 +702,10 @@ def reusable_final(run_dir: Path, cfg: ToyConfig) -> dict | None:
         final = json.loads((run_dir / "final.json").read_text())
     except (OSError, ValueError):
         return None
+    defaults = dataclasses.asdict(ToyConfig())
     wanted = json.loads(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUN_ONLY_SETTINGS}))
-    had = {k: v for k, v in final.get("settings", {}).items() if k not in RUN_ONLY_SETTINGS}
+    # a setting that an older final.json lacks did not exist then: the run had its default
+    had = {k: final.get("settings", {}).get(k, defaults[k]) for k in wanted}
     return final if had == wanted and (run_dir / "prediction.png").is_file() else None
 
 
@@ -757,6 +780,13 @@ def with_common_options(fn):
     help="jitter of the samples, px",
 )
 @click.option("--n-sup", "--n_sup", type=click.IntRange(min=1), default=D.n_sup, show_default=True)
+@click.option(
+    "--sup-erode-radius",
+    type=NONNEG,
+    default=None,
+    help="choose the labelled points among the samples of the image eroded by this many px, drawn first "
+    "(the points a run with that --erode-radius labels; the authors' figure: 35) [default: the training data]",
+)
 @click.option(
     "--balance-classes/--no-balance-classes",
     "--balance_classes/--no_balance_classes",
@@ -865,6 +895,9 @@ def train_command(out_dir, overwrite, threads, **options):
     if cfg.dataset == "spiral" and explicit and cfg.erode_radius:
         raise click.BadParameter("not supported with --dataset spiral (its arms have no erosion); drop it",
                                  param_hint="--erode-radius")
+    if cfg.dataset == "spiral" and cfg.sup_erode_radius is not None:
+        raise click.BadParameter("not supported with --dataset spiral (its arms have no erosion); drop it",
+                                 param_hint="--sup-erode-radius")
     if out_dir is None:
         name = "spiral" if cfg.dataset == "spiral" else Path(cfg.dataset.removeprefix("img:")).stem
         out_dir = Path("runs") / (
@@ -896,6 +929,13 @@ def train_command(out_dir, overwrite, threads, **options):
     help="epochs of every panel (default: the authors', 25 supervised and 100 otherwise)",
 )
 @click.option(
+    "--labels-from-gap/--labels-per-panel",
+    default=True,
+    show_default=True,
+    help="label the same points in every panel, drawn from the gap data (the authors' --sup_path); "
+    "--labels-per-panel: the no-gap panels draw their own from their data",
+)
+@click.option(
     "--panels",
     default="a,b,c,d",
     show_default=True,
@@ -913,7 +953,7 @@ def train_command(out_dir, overwrite, threads, **options):
     default=Path("runs/toy2d-figure1"),
     show_default=True,
 )
-def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, panels, reuse, **options):
+def figure1_command(out_dir, overwrite, threads, gap_radius, labels_from_gap, epochs, panels, reuse, **options):
     """The four situations of the paper's Figure 1, one run each, composed into figure1.png with their
     error rates, plus summary.json."""
     base = ToyConfig(
@@ -928,6 +968,8 @@ def figure1_command(out_dir, overwrite, threads, gap_radius, epochs, panels, reu
     summary, pictures = [], []
     for name, title, overrides in FIGURE1_PANELS:
         cfg = dataclasses.replace(base, **overrides)
+        if labels_from_gap and cfg.dataset != "spiral" and cfg.erode_radius != gap_radius:
+            cfg = dataclasses.replace(cfg, sup_erode_radius=gap_radius)
         if epochs is not None:
             cfg = dataclasses.replace(cfg, epochs=epochs)
         final = reusable_final(out_dir / name, cfg) if reuse else None

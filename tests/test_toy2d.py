@@ -120,6 +120,28 @@ def test_choose_labelled_counts():
         toy2d.choose_labelled(labels, 41, False, rng)
 
 
+def test_labelled_points_from_the_gap_data(tmp_path):
+    """--sup-erode-radius: the labelled points are exactly those a run on the eroded data labels, and the
+    samples are those of the un-eroded data; without it (or with the same radius) nothing changes."""
+    img = disk_image(64, 18.0)
+    name = "img:" + write_png(tmp_path / "disk.png", img)
+    args = dict(noise_std=0.0, n_sup=6, balance=True)
+    gap = toy2d.build_dataset(name, 6.0, rng=np.random.default_rng(3), **args)
+    shared = toy2d.build_dataset(name, 0.0, rng=np.random.default_rng(3), sup_erode_radius=6.0, **args)
+    own = toy2d.build_dataset(name, 0.0, rng=np.random.default_rng(3), **args)
+    same = toy2d.build_dataset(name, 0.0, rng=np.random.default_rng(3), sup_erode_radius=0.0, **args)
+    assert np.array_equal(shared.sup_pos, gap.sup_pos) and np.array_equal(shared.sup_labels, gap.sup_labels)
+    assert shared.pos.shape[0] == img.size and gap.pos.shape[0] < img.size  # every pixel vs the eroded ones
+    assert np.array_equal(same.sup_pos, own.sup_pos) and np.array_equal(same.pos, own.pos)
+    assert not np.array_equal(own.sup_pos, shared.sup_pos)
+    # the labelled points lie at least 6 px inside their class (noise 0)
+    dist = toy2d.signed_distance_map(img)
+    cols, rows = np.floor(shared.sup_pos).astype(int).T
+    assert (np.abs(dist[rows, cols]) > 6.0).all() and np.array_equal(img[rows, cols], shared.sup_labels == 1)
+    with pytest.raises(ValueError, match="--sup-erode-radius 40 leaves no pixel of class"):
+        toy2d.build_dataset(name, 0.0, rng=np.random.default_rng(0), sup_erode_radius=40.0, **args)
+
+
 def test_spiral_samples_follow_the_spiral_image():
     image = toy2d.make_spiral_image(256)
     pos, labels = toy2d.spiral_samples(256, 500, 1.0, np.random.default_rng(0))
@@ -304,6 +326,10 @@ def test_figure1_tiny(tmp_path):
     assert [s["erode_radius"] for s in settings] == [3, 3, 0, 0]
     assert [s["cons_weight"] for s in settings] == [0, 10, 1, 1]
     assert [s["dist_contour_range"] for s in settings] == [0, 0, 0, 4]
+    # one labelled set, drawn from the gap data, in every panel (the authors' --sup_path)
+    assert [s["sup_erode_radius"] for s in settings] == [None, None, 3, 3]
+    points = [json.loads((out / e["name"] / "final.json").read_text())["sup_points"] for e in summary]
+    assert all(p == points[0] for p in points)
     assert all(0 <= e["error_rate"] <= 1 and e["seconds"] >= 0 for e in summary)
     figure = cv2.imread(str(out / "figure1.png"))
     assert figure.shape[0] > 2 * 48 and figure.shape[1] > 2 * 48
@@ -336,6 +362,24 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
     result = run_cli(args + ["--panels", "e"])
     assert result.exit_code != 0 and "unknown panel 'e'" in result.output and "Traceback" not in result.output
 
+    # --labels-per-panel: the no-gap panels draw their own points, so c and d re-run (a and b are kept)
+    widths = [*args[:7], "16", *args[8:], "--reuse"]
+    result = run_cli([*widths, "--labels-per-panel"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("reusing") == 2
+    final_c = json.loads((out / "c_no_gap_isotropic" / "final.json").read_text())
+    final_a = json.loads((out / "a_supervised" / "final.json").read_text())
+    assert final_c["settings"]["sup_erode_radius"] is None and final_c["sup_points"] != final_a["sup_points"]
+
+    # a final.json written before a setting existed had that setting's default: still reused
+    for name in ("a_supervised", "c_no_gap_isotropic"):
+        path = out / name / "final.json"
+        final = json.loads(path.read_text())
+        del final["settings"]["sup_erode_radius"]
+        path.write_text(json.dumps(final))
+    result = run_cli([*widths, "--labels-per-panel"])
+    assert result.exit_code == 0 and result.output.count("reusing") == 4, result.output
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -348,6 +392,9 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
         (["--erode-radius", "-3"], "--erode-radius"),
         (["--perturb-std", "-1"], "--perturb-std"),
         (["--norm-layer", "group"], "--norm-layer"),
+        (["--dataset", "img:{disk}", "--erode-radius", "0", "--sup-erode-radius", "30", "--epochs", "0"],
+         "--sup-erode-radius 30 leaves no pixel of class"),
+        (["--dataset", "spiral", "--sup-erode-radius", "3"], "--sup-erode-radius"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path, args, message):

@@ -21,6 +21,7 @@ is the Hessian of D at r = 0 applied to d, i.e. what the power iteration estimat
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -71,7 +72,9 @@ def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tens
     net.eval()
     try:
         d = normalise_per_image(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch's own forward-mode decompositions call the deprecated torch.jit.script when first loaded
+            warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
             z0, u = torch.func.jvp(net, (x,), (d,))  # clean logits and J·d, (N, K, H, W)
         target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
         with torch.enable_grad():

@@ -406,3 +406,19 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
 def test_bad_sigma_range_is_one_line():
     result = run([*TINY, "--reg", "cowmix", "--cowmix-sigma-range", "0:4"])
     assert result.exit_code != 0 and "0 < a <= b" in result.output and "Traceback" not in result.output
+
+
+def test_vat_direction_shows_no_torch_deprecation_warning():
+    """torch.func.jvp loads torch's forward-mode decompositions, which call the deprecated torch.jit.script;
+    VAT hides that one warning (a fresh process: the module loads once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom regularizers.vat import adversarial_direction\n"
+            "net = torch.nn.Conv2d(3, 4, 3, padding=1)\n"
+            "adversarial_direction(net, torch.randn(2, 3, 8, 8), torch.ones(2, 1, 8, 8), 'var',"
+            " torch.Generator().manual_seed(0))\n")
+    proc = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr

@@ -243,18 +243,24 @@ def build_dataset(
 # ----------------------------------------------------------------------------------------------------
 
 
-def sample_map(map_t: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+def sample_map(map_t: torch.Tensor, points: torch.Tensor, padding: str = "border") -> torch.Tensor:
     """Bilinear look-up of a map at points. map_t: (1, 1, H, W); points: (N, 2) (x, y) in [-1, 1];
-    points outside the image read the nearest border value. Returns (N,)."""
+    points outside the image read the nearest border value (`padding="border"`) or 0 (`"zeros"`, what
+    the authors' code did: the map is 0 on the boundary, so such points count as lying on it).
+    Returns (N,)."""
     grid = points.view(1, 1, -1, 2)
-    return F.grid_sample(map_t, grid, mode="bilinear", padding_mode="border", align_corners=False).view(-1)
+    return F.grid_sample(map_t, grid, mode="bilinear", padding_mode=padding, align_corners=False).view(-1)
 
 
-def contour_mask(dist_map_t: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, max_change: float) -> torch.Tensor:
+def contour_mask(
+    dist_map_t: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, max_change: float, padding: str = "border"
+) -> torch.Tensor:
     """1 where the perturbation x -> x_hat keeps the signed distance to the true boundary within
     `max_change` px, |m(x_hat) - m(x)| <= max_change, else 0 (supplement C: 4 px ~ 0.016).
-    dist_map_t: (1, 1, H, W) in px; x, x_hat: (N, 2) in [-1, 1]. Returns (N,) float."""
-    return ((sample_map(dist_map_t, x_hat) - sample_map(dist_map_t, x)).abs() <= max_change).float()
+    dist_map_t: (1, 1, H, W) in px; x, x_hat: (N, 2) in [-1, 1]; `padding` as in `sample_map`.
+    Returns (N,) float."""
+    change = sample_map(dist_map_t, x_hat, padding) - sample_map(dist_map_t, x, padding)
+    return (change.abs() <= max_change).float()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -426,6 +432,7 @@ class ToyConfig:
     cons_dropout: bool = True  # dropout also in the consistency passes
     perturb_std: float = 6.0  # px; the paper's isotropic experiments use 30 (= 0.117)
     dist_contour_range: float = 0.0  # px; > 0: constrained perturbation (paper: 4 = 0.016)
+    dist_map_padding: str = "border"  # distance read outside the image: border value | zeros (authors' code)
     cons_loss: str = "bce"  # bce (paper) | var (authors' code default) | logits_var
     cons_weight: float = 10.0  # 0 = supervised only
     conf_thresh: float = 0.97
@@ -479,7 +486,7 @@ def consistency_loss(
         logits_t = teacher(x_u, use_dropout=cfg.cons_dropout)
     logits_s = student(x_hat, use_dropout=cfg.cons_dropout)
     if cfg.dist_contour_range > 0:
-        keep = contour_mask(dist_map_t, x_u, x_hat, cfg.dist_contour_range)
+        keep = contour_mask(dist_map_t, x_u, x_hat, cfg.dist_contour_range, cfg.dist_map_padding)
     else:
         keep = torch.ones(x_u.shape[0], device=x_u.device)
     confident = (logits_t.softmax(dim=1).max(dim=1).values >= cfg.conf_thresh).float()
@@ -825,6 +832,14 @@ def with_common_options(fn):
     default=D.dist_contour_range,
     show_default=True,
     help="px; > 0: mask the loss where the distance to the boundary changes more",
+)
+@click.option(
+    "--dist-map-padding",
+    type=click.Choice(["border", "zeros"]),
+    default=D.dist_map_padding,
+    show_default=True,
+    help="distance read where a perturbed point leaves the image: the nearest border value, or 0 as in "
+    "the authors' code (such pairs then count as crossing contours unless near the boundary)",
 )
 @click.option(
     "--cons-loss",

@@ -182,6 +182,11 @@ def test_contour_mask_on_hand_placed_points():
     np.testing.assert_allclose(toy2d.sample_map(dist_t, x).numpy(), [-22, -22, -22, -2, -12, 29], atol=1e-5)
     keep = toy2d.contour_mask(dist_t, x, x_hat, 4.0)
     assert keep.tolist() == [m[2] for m in moves]
+    # the authors' zero padding: the point outside the image reads 0 (on the boundary), so 29 -> 0 is cut
+    zeros = toy2d.contour_mask(dist_t, x, x_hat, 4.0, padding="zeros")
+    assert zeros.tolist() == [m[2] for m in moves[:-1]] + [0.0]
+    outside = torch.tensor(toy2d.pixels_to_unit(np.array([[80.5, 20.5], [-3.0, 20.5]]), image.shape))
+    assert toy2d.sample_map(dist_t, outside.float(), "zeros").tolist() == [0.0, 0.0]
 
 
 def test_consistency_losses_by_hand():

@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Diagnostics for the outward drift of constrained perturbation at the paper's width (issue 6).
-# Each run is panel (d) of figure1 for seed 0 with the labelled points shared from the gap data
-# (the settings of benchmarks/results/toy2d/shared_labels_512/seed_0/d_no_gap_constrained), with the
-# error recorded every 10 epochs (--render-every 10 does not change training: same RNG draws), and
-# exactly one setting changed per run:
-#   base       the paper's settings (should reproduce 39.72 % error)
+# Each run is panel (d) of figure1 with the labelled points shared from the gap data (the settings of
+# benchmarks/results/toy2d/shared_labels_512/seed_<s>/d_no_gap_constrained), with the error recorded
+# every 10 epochs (--render-every 10 does not change training: same RNG draws), and exactly one setting
+# changed per run:
+#   base       the paper's settings (seed 0 should reproduce 39.72 % error)
 #   conf0      --conf-thresh 0: no confidence mask (is the drift driven by the confident side?)
+#   iso-conf0  panel (c) instead (isotropic: --dist-contour-range 0) with --conf-thresh 0
 #   w256, w384 --hidden-size 256 / 384 (between the passing 128 and the failing 512)
 #   lr5e-5     --lr 5e-5: a quarter of the step (does the wider net's faster change drive it?)
 #   zeros      --dist-map-padding zeros: the authors' look-up outside the image (reads 0)
-# Usage: bash benchmarks/toy2d_drift.sh OUT_DIR RUN [RUN ...]   (one thread per run; runs in parallel)
+# A run name may end in @SEED (default seed 0), e.g. conf0@1. Output: OUT_DIR/<run>/ and OUT_DIR/<run>.log.
+# Usage: bash benchmarks/toy2d_drift.sh OUT_DIR RUN [RUN ...]   (one thread per run; all run in parallel)
 set -euo pipefail
 out=$1; shift
 export OMP_WAIT_POLICY=PASSIVE
-panel_d=(--dataset boundary --seed 0 --erode-radius 0 --sup-erode-radius 35 --norm-layer none
+panel_d=(--dataset boundary --erode-radius 0 --sup-erode-radius 35 --norm-layer none
          --no-cons-dropout --cons-loss logits_var --cons-weight 1 --perturb-std 30
          --dist-contour-range 4 --render-pred class --render-every 10 --threads 1)
-declare -A change=([base]="" [conf0]="--conf-thresh 0" [w256]="--hidden-size 256"
-                   [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
+declare -A change=([base]="" [conf0]="--conf-thresh 0" [iso-conf0]="--dist-contour-range 0 --conf-thresh 0"
+                   [w256]="--hidden-size 256" [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
                    [zeros]="--dist-map-padding zeros")
 mkdir -p "$out"
 for run in "$@"; do
-    [[ -v change[$run] ]] || { echo "unknown run $run (use: ${!change[*]})" >&2; exit 2; }
+    name=${run%@*}; seed=0; [[ $run == *@* ]] && seed=${run#*@}
+    [[ -v change[$name] ]] || { echo "unknown run $name (use: ${!change[*]})" >&2; exit 2; }
+    dir=$out/$name; [[ $seed == 0 ]] || dir=$out/$name-s$seed
     # shellcheck disable=SC2086
-    python toy2d.py train "${panel_d[@]}" ${change[$run]} --out-dir "$out/$run" > "$out/$run.log" 2>&1 &
+    python toy2d.py train "${panel_d[@]}" --seed "$seed" ${change[$name]} --out-dir "$dir" > "$dir.log" 2>&1 &
 done
 wait

@@ -30,7 +30,7 @@ import architectures
 import datapipe
 import regularizers
 from benchmarks.bench_architectures import cpu_model
-from train_seg_semisup import one_cpu_thread
+from train_seg_semisup import make_optimizer, one_cpu_thread
 
 # network → (crop side, batch, classes, default repeats): the synthetic recipe and the paper's Pascal crop
 SETTINGS = {"unet_small": (64, 16, 6, 9), "deeplabv2_resnet101": (321, 2, 21, 2)}
@@ -103,7 +103,8 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
     torch.manual_seed(0)
     student = architectures.build_arch(arch, n_classes).to(device, memory_format=memory_format).train()
     mean_teacher = regularizers.MeanTeacher(student, 0.99)
-    optimizer = torch.optim.Adam(student.param_groups()["new"] + student.param_groups()["pretrained"], lr=1e-5)
+    optimizer = make_optimizer({"optimizer": "adam", "lr": 1e-5, "weight_decay": 0.0, "pretrained_lr_scale": 0.1},
+                               student)  # the loop's optimizer (fused Adam)
     sup, unsup, partner = make_batches(size, batch, n_classes, device, memory_format)
     rows = []
     for name in names:

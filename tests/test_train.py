@@ -114,7 +114,7 @@ def test_pi_model_student_keeps_training_mode_with_eval_teacher_bn(tmp_path):
 
 
 def test_weight_updates_on_one_cpu_thread_change_nothing_and_restore_the_thread_count():
-    """Adam and the EMA run on one CPU thread inside the loop (a speed choice): the weights must come
+    """Adam/SGD and the EMA run on one CPU thread inside the loop (a speed choice): the weights must come
     out bit for bit as with every thread, and the thread count must come back, even after an error."""
     import copy
 
@@ -127,24 +127,29 @@ def test_weight_updates_on_one_cpu_thread_change_nothing_and_restore_the_thread_
         torch.manual_seed(0)
         net = architectures.build_arch("unet_small", 3)
         x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
-        outcomes = []
-        for one_thread in (False, True):
-            student = copy.deepcopy(net)
-            mean_teacher = regularizers.MeanTeacher(student, 0.9)
-            optimizer = torch.optim.Adam(student.parameters(), lr=1e-2)
-            for _ in range(3):
-                optimizer.zero_grad()
-                torch.nn.functional.cross_entropy(student(x), y).backward()
-                if one_thread:
-                    with train_seg_semisup.one_cpu_thread(torch.device("cpu")):
-                        assert torch.get_num_threads() == 1
+        for kind in ("adam", "sgd"):
+            cfg = {"optimizer": kind, "lr": 1e-2, "weight_decay": 1e-4, "pretrained_lr_scale": 0.1,
+                   "momentum": 0.9, "nesterov": True}
+            outcomes = []
+            for one_thread in (False, True):
+                student = copy.deepcopy(net)
+                mean_teacher = regularizers.MeanTeacher(student, 0.9)
+                optimizer = train_seg_semisup.make_optimizer(cfg, student)
+                assert optimizer.defaults["fused"]  # the loop's optimizer: torch's fused CPU kernel
+                for _ in range(3):
+                    optimizer.zero_grad()
+                    torch.nn.functional.cross_entropy(student(x), y).backward()
+                    if one_thread:
+                        with train_seg_semisup.one_cpu_thread(torch.device("cpu")):
+                            assert torch.get_num_threads() == 1
+                            optimizer.step()
+                            mean_teacher.update(student)
+                    else:
                         optimizer.step()
                         mean_teacher.update(student)
-                else:
-                    optimizer.step()
-                    mean_teacher.update(student)
-            outcomes.append([*student.state_dict().values(), *mean_teacher.teacher.state_dict().values()])
-        assert all(torch.equal(a, b) for a, b in zip(*outcomes, strict=True))
+                outcomes.append([*student.state_dict().values(), *mean_teacher.teacher.state_dict().values()])
+            assert all(torch.equal(a, b) for a, b in zip(*outcomes, strict=True)), kind
+            assert not torch.equal(outcomes[0][0], net.state_dict()[next(iter(net.state_dict()))])  # it trained
         assert torch.get_num_threads() == 2
         with pytest.raises(RuntimeError), train_seg_semisup.one_cpu_thread(torch.device("cpu")):
             raise RuntimeError

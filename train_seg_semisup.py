@@ -64,6 +64,7 @@ GLOBAL_DEFAULTS = {
     "aug_vflip": False,
     "aug_hvflip": False,
     "optimizer": "adam",
+    "fused_optimizer": True,  # torch's fused Adam/SGD kernels; False: the multi-tensor path (runs up to 2026-11-27)
     "lr": None,  # None: the network's default (supplement Table 2)
     "lr_sched": "none",
     "momentum": 0.9,
@@ -211,9 +212,11 @@ def make_optimizer(cfg: dict, net: architectures.SegNet) -> torch.optim.Optimize
                     {"params": groups["pretrained"], "lr_scale": cfg["pretrained_lr_scale"]}]
     param_groups = [g for g in param_groups if g["params"]]
     # torch's fused kernels: one pass per tensor instead of several, the same update up to rounding (about
-    # 3x faster on a CPU: unet_small Adam 1.1 -> 0.35 ms); other devices keep the multi-tensor path
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
-                for g in param_groups for p in g["params"])
+    # 3x faster on a CPU: unet_small Adam 1.1 -> 0.35 ms); other devices keep the multi-tensor path, and so
+    # does --no-fused-optimizer (the rounding of every table recorded up to 2026-11-27)
+    fused = cfg.get("fused_optimizer", True) and all(
+        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
+        for g in param_groups for p in g["params"])
     if cfg["optimizer"] == "adam":
         return torch.optim.Adam(param_groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=fused or None)
     return torch.optim.SGD(param_groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
@@ -601,6 +604,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("aug-hvflip", "aug_hvflip", "random diagonal flips (transpose)", "aug_hvflip")
 # optimisation
 @option("--optimizer", "--opt_type", "optimizer", type=click.Choice(["adam", "sgd"]), help="[recipe; adam]")
+@flag("fused-optimizer", "fused_optimizer",
+      "torch's fused optimizer kernels [on]; --no-fused-optimizer: the multi-tensor path (tables up to 2026-11-27)")
 @option("--lr", "--learning_rate", "lr", type=float, help="learning rate of new layers [recipe; network default]")
 @option("--lr-sched", "--lr_sched", "lr_sched", type=click.Choice(["none", "stepped", "cosine", "poly"]),
         help="learning-rate schedule [none]")

@@ -1,4 +1,5 @@
 """End-to-end runs of the training script on a tiny synthetic set."""
+import copy
 import json
 
 import pytest
@@ -116,8 +117,6 @@ def test_pi_model_student_keeps_training_mode_with_eval_teacher_bn(tmp_path):
 def test_weight_updates_on_one_cpu_thread_change_nothing_and_restore_the_thread_count():
     """Adam/SGD and the EMA run on one CPU thread inside the loop (a speed choice): the weights must come
     out bit for bit as with every thread, and the thread count must come back, even after an error."""
-    import copy
-
     import architectures
     import regularizers
 
@@ -156,3 +155,35 @@ def test_weight_updates_on_one_cpu_thread_change_nothing_and_restore_the_thread_
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_no_fused_optimizer_selects_the_multi_tensor_path(tmp_path, monkeypatch):
+    made = []
+    real = train_seg_semisup.make_optimizer
+    monkeypatch.setattr(train_seg_semisup, "make_optimizer", lambda cfg, net: made.append(real(cfg, net)) or made[-1])
+    for args, fused in (([], True), (["--no-fused-optimizer"], False)):
+        out = tmp_path / f"run{fused}"
+        result = run([*TINY, "--iters", "2", *args, "--out-dir", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "config.json").read_text())["fused_optimizer"] is fused
+        assert bool(made[-1].defaults["fused"]) is fused
+    # both paths compute the same Adam update, up to float32 rounding
+    import architectures
+
+    torch.manual_seed(0)
+    net = architectures.build_arch("unet_small", 3)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))
+    states = []
+    for fused in (True, False):
+        student = copy.deepcopy(net)
+        optimizer = real({"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "pretrained_lr_scale": 0.1,
+                          "fused_optimizer": fused}, student)
+        for _ in range(3):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(student(x), y).backward()
+            optimizer.step()
+        states.append(student.state_dict())
+    moved = [k for k in states[0] if not torch.equal(states[0][k], net.state_dict()[k])]
+    assert moved
+    for key in moved:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-4, atol=1e-6)

@@ -1,6 +1,7 @@
 """The step-time benchmark runs and reports what its table says (timings themselves are not tested)."""
 import math
 
+import numpy as np
 import torch
 
 from benchmarks import bench_regularizers
@@ -17,3 +18,31 @@ def test_regularizer_step_benchmark_rows():
         assert math.isclose(r["ratio_min"], r["ratio"])
     table = bench_regularizers.markdown(rows, [])
     assert table.count("\n") == 1 + len(rows) and "wall ratio, fastest" in table
+
+
+def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import toy2d
+    from benchmarks import toy2d_trajectory
+
+    size = 40
+    c = np.arange(size) + 0.5
+    disk = np.hypot(*np.meshgrid(c - size / 2, c - size / 2)) < 12
+    Image.fromarray(disk.astype(np.uint8) * 255).save(tmp_path / "disk.png")
+    for name in ("a", "b"):
+        args = ["train", f"--dataset=img:{tmp_path / 'disk.png'}", "--erode-radius", "0", "--epochs", "2",
+                "--render-every", "1", "--hidden-size", "8", "--n-hidden", "1", "--threads", "1",
+                "--out-dir", str(tmp_path / name)]
+        assert CliRunner().invoke(toy2d.cli, args).exit_code == 0
+    out = tmp_path / "t.png"
+    result = CliRunner().invoke(toy2d_trajectory.main, [f"{tmp_path / 'a'}=first", str(tmp_path / "b"),
+                                                        "--epochs", "1,2", "--scale", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # 2 rows x 2 columns of 40x40 pictures under a 54 px title bar, 10 px margins
+    assert cv2.imread(str(out)).shape == (2 * (40 + 54) + 3 * 10, 2 * 40 + 3 * 10, 3)
+    # an epoch that was not rendered is a one-line error naming the file
+    result = CliRunner().invoke(toy2d_trajectory.main, [str(tmp_path / "a"), "--epochs", "3", "--out", str(out)])
+    assert result.exit_code == 1 and "epoch_00003.png" in result.output and "Traceback" not in result.output

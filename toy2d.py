@@ -285,10 +285,42 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(width, 2)
 
-    def forward(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
-        """x: (N, 2) -> logits (N, 2)."""
-        h = self.hidden(x)
+    def forward(self, x: torch.Tensor, use_dropout: bool = True, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, 2) -> logits (N, 2). With `rows` (M,), the logits of the batch x[rows] (M, 2), computed
+        as that batch would be but with the hidden layers run once per row of x: the labelled batch
+        repeats 10 points about 50 times each. Dropout, which comes after the hidden layers, still draws
+        one mask per row of the batch, and BatchNorm uses the statistics of the repeated batch (each point
+        weighted by its count), so outputs, gradients and running statistics are those of
+        `forward(x[rows])` up to float rounding."""
+        if rows is None:
+            h = self.hidden(x)
+        else:
+            counts = torch.bincount(rows, minlength=x.shape[0]).to(x.dtype)
+            h = x
+            for layer in self.hidden:
+                h = batch_norm_weighted(layer, h, counts) if isinstance(layer, nn.BatchNorm1d) else layer(h)
+            h = h[rows]
         return self.out(self.drop(h) if use_dropout else h)
+
+
+def batch_norm_weighted(bn: nn.BatchNorm1d, h: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """`bn` applied to a batch in which row i of h stands counts[i] times, given only the distinct rows:
+    in training mode the batch mean and (biased) variance weighted by the counts, and the running
+    statistics updated with the unbiased variance of the repeated batch, as nn.BatchNorm1d does."""
+    if not bn.training:
+        return bn(h)
+    if bn.momentum is None or not bn.track_running_stats:
+        raise ValueError("batch_norm_weighted supports BatchNorm1d with a momentum and running statistics")
+    n = counts.sum()
+    w = (counts / n)[:, None]
+    mean = (w * h).sum(dim=0)
+    var = (w * (h - mean).pow(2)).sum(dim=0)
+    with torch.no_grad():
+        bn.running_mean.lerp_(mean, bn.momentum)
+        bn.running_var.lerp_(var * n / (n - 1).clamp(min=1), bn.momentum)
+        bn.num_batches_tracked += 1
+    out = (h - mean) * torch.rsqrt(var + bn.eps)
+    return out * bn.weight + bn.bias if bn.affine else out
 
 
 def consistency_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -430,6 +462,7 @@ class ToyConfig:
     norm_layer: str = "batch"  # none | batch
     dropout: float = 0.5  # before the output layer
     cons_dropout: bool = True  # dropout also in the consistency passes
+    sup_unique: bool = True  # labelled batch: hidden layers once per distinct point (same maths, ~2x faster)
     perturb_std: float = 6.0  # px; the paper's isotropic experiments use 30 (= 0.117)
     dist_contour_range: float = 0.0  # px; > 0: constrained perturbation (paper: 4 = 0.016)
     dist_map_padding: str = "border"  # distance read outside the image: border value | zeros (authors' code)
@@ -540,7 +573,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
             sup_batch = sup_order[it * bs : (it + 1) * bs]
             x_u = x_all[perm[it * bs : (it + 1) * bs]]  # (B, 2)
 
-            logits_sup = student(x_sup[sup_batch])
+            logits_sup = student(x_sup, rows=sup_batch) if cfg.sup_unique else student(x_sup[sup_batch])
             sup_loss = F.cross_entropy(logits_sup, y_sup[sup_batch])
             loss = sup_loss
             if cfg.cons_weight > 0:
@@ -700,7 +733,8 @@ def parse_panels(text: str) -> set[str]:
     return chosen
 
 
-RUN_ONLY_SETTINGS = ("device", "render_every")  # may differ between a reused run and this one
+# may differ between a reused run and this one: they change float rounding or pictures, not the experiment
+RUN_ONLY_SETTINGS = ("device", "render_every", "sup_unique")
 
 
 def reusable_final(run_dir: Path, cfg: ToyConfig) -> dict | None:
@@ -743,6 +777,14 @@ common_options = [
         default=0,
         show_default=True,
         help="write epochs/epoch_XXXXX.png every N epochs (0: only the final picture)",
+    ),
+    click.option(
+        "--sup-unique/--no-sup-unique",
+        default=D.sup_unique,
+        show_default=True,
+        help="run the hidden layers once per distinct labelled point of the labelled batch (the same "
+        "maths up to float rounding, about 1.5-3x faster); --no-sup-unique: every repeated copy, as the "
+        "authors and the runs recorded up to 2026-11-27",
     ),
     click.option("--device", default=D.device, show_default=True, help="cpu, cuda, cuda:1, ..."),
     click.option(

@@ -1,6 +1,7 @@
 """Fast CPU tests of toy2d.py: data generation, distance map, constraint mask, losses, rendering and
 short runs of the commands."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -229,6 +230,39 @@ def test_mlp_shapes_and_dropout_switch():
     x = torch.randn(5, 2)
     assert model(x).shape == (5, 2)
     torch.testing.assert_close(model(x, use_dropout=False), model(x, use_dropout=False))
+
+
+@pytest.mark.parametrize("norm_layer", ["none", "batch"])
+def test_mlp_rows_equal_the_repeated_batch(norm_layer):
+    """forward(x, rows=r) runs the hidden layers once per point of x; outputs, gradients, the dropout
+    masks drawn and BatchNorm's running statistics must be those of forward(x[r]) up to rounding."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 2, dtype=torch.float64)
+    rows = torch.randint(0, 10, (300,))
+    rows[:3] = torch.tensor([4, 4, 4])  # uneven counts
+    rows[rows == 7] = 8  # and a point absent from the batch
+    y = torch.randint(0, 2, (300,))
+    base = toy2d.MLP(3, 32, norm_layer, dropout=0.5).double().train()
+    results = []
+    for dedup in (False, True):
+        model = copy.deepcopy(base)
+        torch.manual_seed(1)  # the same dropout masks
+        logits = model(x, rows=rows) if dedup else model(x[rows])
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        results.append((logits, [p.grad for p in model.parameters()], model.state_dict()))
+    (logits_a, grads_a, state_a), (logits_b, grads_b, state_b) = results
+    torch.testing.assert_close(logits_b, logits_a)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a)
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        torch.testing.assert_close(state_b[key], state_a[key])
+    if norm_layer == "batch":  # the running statistics moved, and the same way
+        assert not torch.equal(state_a["hidden.1.running_mean"], base.state_dict()["hidden.1.running_mean"])
+        assert not torch.equal(state_a["hidden.4.running_var"], base.state_dict()["hidden.4.running_var"])
+    # evaluation mode: plain forward of the rows
+    model.eval()
+    torch.testing.assert_close(model(x, rows=rows, use_dropout=False), model(x[rows], use_dropout=False))
 
 
 # -- rendering --------------------------------------------------------------------------------------------

@@ -46,3 +46,15 @@ def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):
     # an epoch that was not rendered is a one-line error naming the file
     result = CliRunner().invoke(toy2d_trajectory.main, [str(tmp_path / "a"), "--epochs", "3", "--out", str(out)])
     assert result.exit_code == 1 and "epoch_00003.png" in result.output and "Traceback" not in result.output
+
+
+def test_toy2d_speed_rows():
+    from benchmarks import toy2d_speed
+
+    rows = toy2d_speed.measure(["a", "d"], epochs=1, repeats=1, hidden_size=4, n_hidden=1, batch_size=4096)
+    assert [r["panel"] for r in rows] == ["(a) supervised only, gap", "(d) no gap, constrained"]
+    for r in rows:
+        assert r["repeated"] > 0 and r["unique"] > 0 and math.isclose(r["ratio"], r["repeated"] / r["unique"])
+    assert toy2d_speed.markdown(rows).count("\n") == 1 + len(rows)
+    title, cfg = toy2d_speed.panel_config("d")
+    assert cfg.dist_contour_range == 4.0 and cfg.erode_radius == 0 and cfg.sup_erode_radius == 35  # figure1's (d)

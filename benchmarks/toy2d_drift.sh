@@ -3,7 +3,8 @@
 # Each run is panel (d) of figure1 with the labelled points shared from the gap data (the settings of
 # benchmarks/results/toy2d/shared_labels_512/seed_<s>/d_no_gap_constrained), with the error recorded
 # every 10 epochs (--render-every 10 does not change training: same RNG draws), and exactly one setting
-# changed per run:
+# changed per run (--no-sup-unique: the labelled batch computed copy by copy, as in the runs recorded before
+# --sup-unique existed, so that their digits stay comparable):
 #   base       the paper's settings (seed 0 should reproduce 39.72 % error)
 #   conf0      --conf-thresh 0: no confidence mask (is the drift driven by the confident side?)
 #   iso-conf0  panel (c) instead (isotropic: --dist-contour-range 0) with --conf-thresh 0
@@ -17,7 +18,7 @@ out=$1; shift
 export OMP_WAIT_POLICY=PASSIVE
 panel_d=(--dataset boundary --erode-radius 0 --sup-erode-radius 35 --norm-layer none
          --no-cons-dropout --cons-loss logits_var --cons-weight 1 --perturb-std 30
-         --dist-contour-range 4 --render-pred class --render-every 10 --threads 1)
+         --dist-contour-range 4 --render-pred class --render-every 10 --threads 1 --no-sup-unique)
 declare -A change=([base]="" [conf0]="--conf-thresh 0" [iso-conf0]="--dist-contour-range 0 --conf-thresh 0"
                    [w256]="--hidden-size 256" [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
                    [zeros]="--dist-map-padding zeros")

@@ -1,10 +1,14 @@
 """The step-time benchmark runs and reports what its table says (timings themselves are not tested)."""
 import math
 
+import cv2
 import numpy as np
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
-from benchmarks import bench_regularizers
+import toy2d
+from benchmarks import bench_regularizers, toy2d_speed, toy2d_trajectory
 
 
 def test_regularizer_step_benchmark_rows():
@@ -21,13 +25,6 @@ def test_regularizer_step_benchmark_rows():
 
 
 def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):
-    import cv2
-    from click.testing import CliRunner
-    from PIL import Image
-
-    import toy2d
-    from benchmarks import toy2d_trajectory
-
     size = 40
     c = np.arange(size) + 0.5
     disk = np.hypot(*np.meshgrid(c - size / 2, c - size / 2)) < 12
@@ -49,8 +46,6 @@ def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):
 
 
 def test_toy2d_speed_rows():
-    from benchmarks import toy2d_speed
-
     rows = toy2d_speed.measure(["a", "d"], epochs=1, repeats=1, hidden_size=4, n_hidden=1, batch_size=4096)
     assert [r["panel"] for r in rows] == ["(a) supervised only, gap", "(d) no gap, constrained"]
     for r in rows:

@@ -6,6 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import architectures
+import regularizers
 import train_seg_semisup
 
 TINY = ["--synthetic-n-train", "24", "--synthetic-n-val", "6", "--n-sup", "6", "--batch-size", "2",
@@ -117,9 +119,6 @@ def test_pi_model_student_keeps_training_mode_with_eval_teacher_bn(tmp_path):
 def test_weight_updates_on_one_cpu_thread_change_nothing_and_restore_the_thread_count():
     """Adam/SGD and the EMA run on one CPU thread inside the loop (a speed choice): the weights must come
     out bit for bit as with every thread, and the thread count must come back, even after an error."""
-    import architectures
-    import regularizers
-
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -168,8 +167,6 @@ def test_no_fused_optimizer_selects_the_multi_tensor_path(tmp_path, monkeypatch)
         assert json.loads((out / "config.json").read_text())["fused_optimizer"] is fused
         assert bool(made[-1].defaults["fused"]) is fused
     # both paths compute the same Adam update, up to float32 rounding
-    import architectures
-
     torch.manual_seed(0)
     net = architectures.build_arch("unet_small", 3)
     x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32))

@@ -462,7 +462,7 @@ class ToyConfig:
     norm_layer: str = "batch"  # none | batch
     dropout: float = 0.5  # before the output layer
     cons_dropout: bool = True  # dropout also in the consistency passes
-    sup_unique: bool = True  # labelled batch: hidden layers once per distinct point (same maths, ~2x faster)
+    sup_unique: bool = True  # labelled batch: hidden layers once per distinct point (same maths, 1.5-2.5x faster)
     perturb_std: float = 6.0  # px; the paper's isotropic experiments use 30 (= 0.117)
     dist_contour_range: float = 0.0  # px; > 0: constrained perturbation (paper: 4 = 0.016)
     dist_map_padding: str = "border"  # distance read outside the image: border value | zeros (authors' code)
@@ -783,7 +783,7 @@ common_options = [
         default=D.sup_unique,
         show_default=True,
         help="run the hidden layers once per distinct labelled point of the labelled batch (the same "
-        "maths up to float rounding, about 1.5-3x faster); --no-sup-unique: every repeated copy, as the "
+        "maths up to float rounding, 1.5-2.5x faster per epoch); --no-sup-unique: every repeated copy, as the "
         "authors and the runs recorded up to 2026-11-27",
     ),
     click.option("--device", default=D.device, show_default=True, help="cpu, cuda, cuda:1, ..."),

@@ -53,3 +53,8 @@ def test_toy2d_speed_rows():
     assert toy2d_speed.markdown(rows).count("\n") == 1 + len(rows)
     title, cfg = toy2d_speed.panel_config("d")
     assert cfg.dist_contour_range == 4.0 and cfg.erode_radius == 0 and cfg.sup_erode_radius == 35  # figure1's (d)
+
+
+def test_toy2d_speed_unknown_panel_is_one_line():
+    result = CliRunner().invoke(toy2d_speed.main, ["--panels", "a,x"])
+    assert result.exit_code == 2 and "unknown panel 'x'" in result.output and "Traceback" not in result.output

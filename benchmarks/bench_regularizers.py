@@ -6,11 +6,13 @@ are the network work that step cannot avoid, timed without anything else: studen
 the labelled and the unlabelled batch, the teacher's forward pass(es) (two for regularizers with a
 mixing partner), and for VAT its direction passes (a forward-mode JVP and a forward+backward to the
 input, in eval mode). Data loading is excluded (batches are made once, up front) and timed separately
-for the synthetic set. One process; step and bare passes alternate so that both see the same machine
-load; medians of wall-clock time and of the process's CPU time (all threads; on a shared machine the
-CPU time is the steadier measure of the work done), and the ratio of the fastest step to the fastest
-bare passes (the least disturbed repeat of each: interference from other processes only adds time).
-Target: step / bare ≤ 1.05.
+for the synthetic set. One process; step and bare passes alternate (step first in even repeats, bare
+first in odd ones, so that neither always follows the other) and so see the same machine load; medians
+of wall-clock time and of the process's CPU time (all threads; on a shared machine the CPU time is the
+steadier measure of the work done), the ratio of the fastest step to the fastest bare passes (the least
+disturbed repeat of each: interference from other processes only adds time), and the median over the
+repeats of step / bare within a repeat ("paired": the two were timed back to back, so slow drifts of
+the machine's load cancel). Target: step / bare ≤ 1.05.
 
     OMP_NUM_THREADS=2 python -m benchmarks.bench_regularizers                 # unet_small (+ deeplabv2 if registered)
     OMP_NUM_THREADS=2 python -m benchmarks.bench_regularizers --arch unet_small --repeats 10 --reg cutmix --reg vat
@@ -32,7 +34,7 @@ import architectures
 import datapipe
 import regularizers
 from benchmarks.bench_architectures import cpu_model
-from train_seg_semisup import make_optimizer, one_cpu_thread
+from train_seg_semisup import keep_freed_memory, make_optimizer, one_cpu_thread
 
 # network → (crop side, batch, classes, default repeats): the synthetic recipe and the paper's Pascal crop
 SETTINGS = {"unet_small": (64, 16, 6, 9), "deeplabv2_resnet101": (321, 2, 21, 2)}
@@ -117,7 +119,7 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
             reg = regularizers.build_regularizer(name, cons_loss, np.random.default_rng(0), options)
         times = {"step": [], "bare": [], "step_cpu": [], "bare_cpu": []}
         for i in range(repeats + 1):  # the first of each is a warm-up
-            for kind in ("step", "bare"):
+            for kind in ("step", "bare") if i % 2 == 0 else ("bare", "step"):  # ABBA: order effects cancel
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if kind == "step":
@@ -131,11 +133,12 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
         row = {"arch": arch, "size": size, "batch": batch, "reg": name, "repeats": repeats,
                **{k: statistics.median(v) for k, v in times.items()}}
         row.update(ratio=row["step"] / row["bare"], ratio_cpu=row["step_cpu"] / row["bare_cpu"],
-                   ratio_min=min(times["step"]) / min(times["bare"]))
+                   ratio_min=min(times["step"]) / min(times["bare"]),
+                   ratio_paired=statistics.median(s / b for s, b in zip(times["step"], times["bare"], strict=True)))
         rows.append(row)
         print(f"{arch} {name}: wall {row['step']:.3f} / {row['bare']:.3f} s = {row['ratio']:.3f}; "
               f"cpu {row['step_cpu']:.3f} / {row['bare_cpu']:.3f} s = {row['ratio_cpu']:.3f}; "
-              f"fastest {row['ratio_min']:.3f}", file=sys.stderr,
+              f"fastest {row['ratio_min']:.3f}; paired {row['ratio_paired']:.3f}", file=sys.stderr,
               flush=True)
     return rows
 
@@ -163,12 +166,12 @@ def data_loading(repeats: int = 20) -> list[dict]:
 
 def markdown(rows: list[dict], loading: list[dict]) -> str:
     lines = ["| network | crop, batch | --reg | repeats | step wall (s) | bare wall (s) | wall ratio | step CPU (s) "
-             "| bare CPU (s) | CPU ratio | wall ratio, fastest |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| bare CPU (s) | CPU ratio | wall ratio, fastest | wall ratio, paired |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['arch']} | {r['size']}×{r['size']}, {r['batch']} | {r['reg']} | {r['repeats']} "
                      f"| {r['step']:.3f} | {r['bare']:.3f} | {r['ratio']:.3f} | {r['step_cpu']:.3f} "
-                     f"| {r['bare_cpu']:.3f} | {r['ratio_cpu']:.3f} | {r['ratio_min']:.3f} |")
+                     f"| {r['bare_cpu']:.3f} | {r['ratio_cpu']:.3f} | {r['ratio_min']:.3f} | {r['ratio_paired']:.3f} |")
     if loading:
         lines += ["", "| data loading, synthetic 64×64, batch 16, num_workers 0 | s per batch (median) |", "|---|---:|"]
         lines += [f"| {r['views']} | {r['seconds']:.4f} |" for r in loading]
@@ -182,9 +185,12 @@ def markdown(rows: list[dict], loading: list[dict]) -> str:
 @click.option("--repeats", type=int, default=0, help="timed repeats after one warm-up [9 unet_small, 2 deeplab]")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--threads", type=int, default=None, help="torch threads [torch default]")
-def main(archs, regs, repeats, device, threads):
+@click.option("--keep-freed-memory/--no-keep-freed-memory", "keep_memory", default=True, show_default=True,
+              help="as the training loop: glibc malloc keeps freed memory (no page faults every step)")
+def main(archs, regs, repeats, device, threads, keep_memory):
     if threads:
         torch.set_num_threads(threads)
+    kept = keep_memory and keep_freed_memory()
     archs = list(archs) or [a for a in SETTINGS if a in architectures.ARCHITECTURES]
     names = list(regs) or ["none", *sorted(regularizers.REGULARIZERS)]
     device = torch.device(device)
@@ -193,8 +199,9 @@ def main(archs, regs, repeats, device, threads):
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     print(f"Machine: {where}; {os.cpu_count()} CPU cores visible; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
-          f"loss var, confidence 0.97, fused Adam, channels-last; medians of the repeats after one warm-up, "
-          f"and the fastest step / the fastest bare passes.\n")
+          f"loss var, confidence 0.97, fused Adam, channels-last, freed memory kept: {'yes' if kept else 'no'}; "
+          f"medians of the repeats after one warm-up, the fastest step / the fastest bare passes, and the "
+          f"median of step / bare within a repeat.\n")
     print(markdown(rows, loading))
 
 

@@ -20,8 +20,9 @@ def test_regularizer_step_benchmark_rows():
         assert math.isclose(r["ratio"], r["step"] / r["bare"])
         assert r["ratio_min"] > 0  # one repeat: the fastest is the only one
         assert math.isclose(r["ratio_min"], r["ratio"])
+        assert math.isclose(r["ratio_paired"], r["ratio"])
     table = bench_regularizers.markdown(rows, [])
-    assert table.count("\n") == 1 + len(rows) and "wall ratio, fastest" in table
+    assert table.count("\n") == 1 + len(rows) and "wall ratio, paired" in table
 
 
 def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):

@@ -512,8 +512,8 @@ def consistency_loss(
     student x_hat = x + h, h ~ N(0, diag(sigma^2)) (supplement C). Per-sample loss x confidence mask
     (teacher max-probability >= conf_thresh; with conf_avg the batch's confident fraction) x contour mask
     (constrained perturbation, all ones when dist_contour_range is 0), summed and divided by the number of
-    samples the contour mask keeps (the authors' reduction). Returns the unweighted loss, the confident
-    fraction and the kept fraction (scalars)."""
+    samples the contour mask keeps (the authors' reduction). Returns the unweighted loss and the
+    diagnostics (4,): confident fraction, kept fraction and the two `pull_fractions`."""
     x_hat = x_u + torch.randn(x_u.shape, generator=gen, device=x_u.device) * sigma
     with torch.no_grad():
         logits_t = teacher(x_u, use_dropout=cfg.cons_dropout)
@@ -524,9 +524,21 @@ def consistency_loss(
         keep = torch.ones(x_u.shape[0], device=x_u.device)
     confident = (logits_t.softmax(dim=1).max(dim=1).values >= cfg.conf_thresh).float()
     conf_factor = confident.mean() if cfg.conf_avg else confident
+    weight = conf_factor * keep
     per_sample = consistency_per_sample(logits_s, logits_t, cfg.cons_loss)
-    loss = (per_sample * conf_factor * keep).sum() / keep.sum().clamp(min=1.0)
-    return loss, confident.mean(), keep.mean()
+    loss = (per_sample * weight).sum() / keep.sum().clamp(min=1.0)
+    return loss, torch.cat([torch.stack([confident.mean(), keep.mean()]), pull_fractions(logits_s, logits_t, weight)])
+
+
+@torch.no_grad()
+def pull_fractions(logits_s: torch.Tensor, logits_t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Which way the consistency loss pulls the predicted boundary: the fractions of the batch whose loss
+    counts (weight > 0) with the teacher predicting class 1 at x and the student class 0 at x_hat (the
+    loss pulls x_hat towards class 1: the class-1 region grows), and the reverse. (N, 2), (N, 2), (N,)
+    -> (2,): [to class 1, to class 0]."""
+    t, s = logits_t.argmax(dim=1), logits_s.argmax(dim=1)
+    counts = (weight > 0).float()
+    return torch.stack([(counts * ((t == 1) & (s == 0))).mean(), (counts * ((t == 0) & (s == 1))).mean()])
 
 
 def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
@@ -568,7 +580,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
         perm = torch.randperm(n_all, generator=gen, device=device)
         n_cycles = math.ceil(n_iters * bs / n_sup)
         sup_order = torch.rand(n_cycles, n_sup, generator=gen, device=device).argsort(dim=1).view(-1)
-        sums = torch.zeros(4, device=device)  # sup loss, cons loss, confident fraction, kept fraction
+        sums = torch.zeros(6, device=device)  # sup loss, cons loss, confident, kept, pulls to class 1 and 0
         for it in range(n_iters):
             sup_batch = sup_order[it * bs : (it + 1) * bs]
             x_u = x_all[perm[it * bs : (it + 1) * bs]]  # (B, 2)
@@ -577,9 +589,9 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
             sup_loss = F.cross_entropy(logits_sup, y_sup[sup_batch])
             loss = sup_loss
             if cfg.cons_weight > 0:
-                cons_loss, conf_frac, kept_frac = consistency_loss(student, teacher, x_u, cfg, sigma, dist_map_t, gen)
+                cons_loss, diagnostics = consistency_loss(student, teacher, x_u, cfg, sigma, dist_map_t, gen)
                 loss = sup_loss + cfg.cons_weight * cons_loss
-                sums += torch.stack([sup_loss.detach(), cons_loss.detach(), conf_frac, kept_frac])
+                sums += torch.cat([torch.stack([sup_loss.detach(), cons_loss.detach()]), diagnostics])
             else:
                 sums[0] += sup_loss.detach()
 
@@ -595,6 +607,8 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
             "cons_loss": means[1],
             "conf_fraction": means[2],
             "kept_fraction": means[3],
+            "pull_to_1": means[4],
+            "pull_to_0": means[5],
             "seconds": time.perf_counter() - t_epoch,
         }
         if cfg.render_every > 0 and (epoch % cfg.render_every == 0 or epoch == cfg.epochs):
@@ -607,7 +621,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
             f.write(json.dumps(record) + "\n")
         log(
             f"epoch {epoch}/{cfg.epochs}  {record['seconds']:.1f}s  sup {means[0]:.4f}  cons {means[1]:.4f}"
-            f"  confident {means[2]:.1%}  kept {means[3]:.1%}"
+            f"  confident {means[2]:.1%}  kept {means[3]:.1%}  pull to 1/0 {means[4]:.2%}/{means[5]:.2%}"
             + (f"  error {record['error_rate']:.2%}" if "error_rate" in record else "")
         )
     seconds = time.perf_counter() - t_start
@@ -993,6 +1007,13 @@ def train_command(out_dir, overwrite, threads, **options):
     "--labels-per-panel: the no-gap panels draw their own from their data",
 )
 @click.option(
+    "--conf-avg/--no-conf-avg",
+    default=False,
+    show_default=True,
+    help="the consistency panels (b, c, d) scale the loss by the confident fraction of the batch (the paper's "
+    "rule for segmentation, supplement D.4.4) instead of masking it per sample (the authors' toy runs)",
+)
+@click.option(
     "--panels",
     default="a,b,c,d",
     show_default=True,
@@ -1010,7 +1031,9 @@ def train_command(out_dir, overwrite, threads, **options):
     default=Path("runs/toy2d-figure1"),
     show_default=True,
 )
-def figure1_command(out_dir, overwrite, threads, gap_radius, labels_from_gap, epochs, panels, reuse, **options):
+def figure1_command(
+    out_dir, overwrite, threads, gap_radius, labels_from_gap, conf_avg, epochs, panels, reuse, **options
+):
     """The four situations of the paper's Figure 1, one run each, composed into figure1.png with their
     error rates, plus summary.json."""
     base = ToyConfig(
@@ -1029,6 +1052,8 @@ def figure1_command(out_dir, overwrite, threads, gap_radius, labels_from_gap, ep
             cfg = dataclasses.replace(cfg, sup_erode_radius=gap_radius)
         if epochs is not None:
             cfg = dataclasses.replace(cfg, epochs=epochs)
+        if conf_avg and cfg.cons_weight > 0:  # the supervised panel has no consistency loss: unchanged, reusable
+            cfg = dataclasses.replace(cfg, conf_avg=True)
         final = reusable_final(out_dir / name, cfg) if reuse else None
         if final is not None:
             click.echo(f"== {title}: reusing {out_dir / name}/final.json")

@@ -8,7 +8,9 @@
 #   base       the paper's settings (seed 0 should reproduce 39.72 % error)
 #   conf0      --conf-thresh 0: no confidence mask (is the drift driven by the confident side?)
 #   iso-conf0  panel (c) instead (isotropic: --dist-contour-range 0) with --conf-thresh 0
-#   w256, w384 --hidden-size 256 / 384 (between the passing 128 and the failing 512)
+#   confavg    --conf-avg: the batch's confident fraction scales every sample's loss instead of the
+#              per-sample mask (does the mask's choice of samples, rather than its amount, drive it?)
+#   w128, w256, w384 --hidden-size 128 / 256 / 384 (128 passes; 512 fails)
 #   lr5e-5     --lr 5e-5: a quarter of the step (does the wider net's faster change drive it?)
 #   zeros      --dist-map-padding zeros: the authors' look-up outside the image (reads 0)
 # A run name may end in @SEED (default seed 0), e.g. conf0@1. Output: OUT_DIR/<run>/ and OUT_DIR/<run>.log.
@@ -20,6 +22,7 @@ panel_d=(--dataset boundary --erode-radius 0 --sup-erode-radius 35 --norm-layer 
          --no-cons-dropout --cons-loss logits_var --cons-weight 1 --perturb-std 30
          --dist-contour-range 4 --render-pred class --render-every 10 --threads 1 --no-sup-unique)
 declare -A change=([base]="" [conf0]="--conf-thresh 0" [iso-conf0]="--dist-contour-range 0 --conf-thresh 0"
+                   [confavg]="--conf-avg" [w128]="--hidden-size 128"
                    [w256]="--hidden-size 256" [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
                    [zeros]="--dist-map-padding zeros")
 mkdir -p "$out"

@@ -35,10 +35,12 @@ PANEL_ORDER = ("b", "c", "d", "a")  # longest first (a: 25 supervised epochs)
 
 
 def figure1_command(seed: int, out: Path, epochs, device: str, threads: int, hidden_size: int,
-                    panels: str = "a,b,c,d", reuse: bool = True, labels_from_gap: bool = True) -> list[str]:
+                    panels: str = "a,b,c,d", reuse: bool = True, labels_from_gap: bool = True,
+                    conf_avg: bool = False) -> list[str]:
     cmd = [sys.executable, str(TOY2D), "figure1", "--seed", str(seed), "--out-dir", str(out), "--panels", panels]
     cmd += ["--reuse" if reuse else "--overwrite", "--device", device, "--threads", str(threads)]
     cmd += ["--hidden-size", str(hidden_size), "--labels-from-gap" if labels_from_gap else "--labels-per-panel"]
+    cmd += ["--conf-avg" if conf_avg else "--no-conf-avg"]
     return cmd + (["--epochs", str(epochs)] if epochs is not None else [])
 
 
@@ -140,8 +142,15 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
     show_default=True,
     help="keep panels already finished in --out-dir with the same settings instead of running them again",
 )
+@click.option(
+    "--conf-avg/--no-conf-avg",
+    default=False,
+    show_default=True,
+    help="consistency panels scale the loss by the confident fraction (the paper's segmentation rule) instead "
+    "of the authors' per-sample toy mask",
+)
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
-def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from_gap, reuse, overwrite):
+def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from_gap, conf_avg, reuse, overwrite):
     """Run toy2d figure1 for each seed and check the paper's two findings."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -159,18 +168,19 @@ def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from
     for seed in seed_list:
         for panel in PANEL_ORDER:
             commands[f"seed_{seed}_{panel}"] = figure1_command(
-                seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size, panel, reuse, labels_from_gap)
+                seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size, panel, reuse, labels_from_gap,
+                conf_avg)
     start = time.time()
     run_all(commands, out_dir, jobs)
     run_all({f"seed_{seed}": figure1_command(seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size,
-                                             labels_from_gap=labels_from_gap)
+                                             labels_from_gap=labels_from_gap, conf_avg=conf_avg)
              for seed in seed_list}, out_dir, jobs)
     wall = time.time() - start
 
     summaries = {s: json.loads((out_dir / f"seed_{s}" / "summary.json").read_text()) for s in seed_list}
     result = summarise(summaries)
     result.update(seeds=seed_list, epochs=epochs, hidden_size=hidden_size, labels_from_gap=labels_from_gap,
-                  device=device, wall_seconds=wall)
+                  conf_avg=conf_avg, device=device, wall_seconds=wall)
     text = markdown(result, seed_list, wall)
     (out_dir / "results.md").write_text(text)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -203,6 +203,14 @@ def test_consistency_losses_by_hand():
     )
 
 
+def test_pull_fractions_by_hand():
+    # rows: (teacher class, student class, weight): 1->0 counted, 1->0 masked, 0->1 counted twice, agree
+    teacher = torch.tensor([[0.0, 2.0], [0.0, 2.0], [3.0, 0.0], [3.0, 0.0], [0.0, 1.0]])
+    student = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 4.0], [0.0, 1.0]])
+    weight = torch.tensor([0.5, 0.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(toy2d.pull_fractions(student, teacher, weight), [1 / 5, 2 / 5])
+
+
 def test_ema_update_alpha_extremes():
     torch.manual_seed(0)
     student, teacher = toy2d.MLP(2, 8, "batch"), toy2d.MLP(2, 8, "batch")
@@ -418,6 +426,12 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
         path.write_text(json.dumps(final))
     result = run_cli([*widths, "--labels-per-panel"])
     assert result.exit_code == 0 and result.output.count("reusing") == 4, result.output
+
+    # --conf-avg changes the three consistency panels only: the supervised one is reused
+    result = run_cli([*widths, "--labels-per-panel", "--conf-avg"])
+    assert result.exit_code == 0 and result.output.count("reusing") == 1, result.output
+    settings = {e["name"]: e["settings"] for e in json.loads((out / "summary.json").read_text())}
+    assert [settings[name]["conf_avg"] for name in sorted(settings)] == [False, True, True, True]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
 """The step-time benchmark runs and reports what its table says (timings themselves are not tested)."""
+import json
 import math
 
 import cv2
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toy2d
-from benchmarks import bench_regularizers, toy2d_speed, toy2d_trajectory
+from benchmarks import bench_keep_memory, bench_regularizers, toy2d_speed, toy2d_trajectory
 
 
 def test_regularizer_step_benchmark_rows():
@@ -59,3 +60,12 @@ def test_toy2d_speed_rows():
 def test_toy2d_speed_unknown_panel_is_one_line():
     result = CliRunner().invoke(toy2d_speed.main, ["--panels", "a,x"])
     assert result.exit_code == 2 and "unknown panel 'x'" in result.output and "Traceback" not in result.output
+
+
+def test_keep_memory_benchmark_runs_both_modes_with_the_same_result(tmp_path):
+    finals = {mode: bench_keep_memory.run_once(mode, "cutmix", 2, 1, "unet_small", tmp_path / mode)
+              for mode in bench_keep_memory.MODES}
+    keep, default = finals.values()
+    assert keep["miou"] == default["miou"]  # the allocator's policy changes no number
+    assert keep["faults"] > 0 and default["faults"] > 0
+    assert json.loads((tmp_path / "--no-keep-freed-memory" / "config.json").read_text())["keep_freed_memory"] is False

@@ -37,7 +37,8 @@ def run_once(mode: str, reg: str, iters: int, threads: int, arch: str, out: Path
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     if proc.returncode != 0:
-        raise click.ClickException(f"training run failed ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}")
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise click.ClickException(f"training run failed (--reg {reg} --arch {arch}): {last}")
     final = json.loads((out / "final.json").read_text())
     final["faults"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
     return final

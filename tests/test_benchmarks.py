@@ -69,3 +69,10 @@ def test_keep_memory_benchmark_runs_both_modes_with_the_same_result(tmp_path):
     assert keep["miou"] == default["miou"]  # the allocator's policy changes no number
     assert keep["faults"] > 0 and default["faults"] > 0
     assert json.loads((tmp_path / "--no-keep-freed-memory" / "config.json").read_text())["keep_freed_memory"] is False
+
+
+def test_keep_memory_benchmark_bad_regularizer_is_one_line(tmp_path):
+    result = CliRunner().invoke(bench_keep_memory.main, ["--reg", "nonsense", "--iters", "1", "--repeats", "1"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    message = result.output.strip()
+    assert "\n" not in message and "training run failed (--reg nonsense" in message and "nonsense" in message

@@ -9,6 +9,12 @@ uniformly from ``prop_range`` (CowMix 0.5; CowOut 0:1, as Cutout's box area).
 
 ``CowMaskGenerator`` needs numpy and scipy only and has the ``generate`` method of
 ``masks.BoxMaskGenerator``: copy it alone if you want the masks.
+
+The smoothing is scipy's ``gaussian_filter(noise, σ, mode="reflect", truncate=4.0)``. Where the kernel is
+long for the image (the default σ of 4–16 px on a 64-px crop: 33–129 taps), the same linear filter is
+computed as two matrix products instead, B_H · noise · B_Wᵀ with B the filter's matrix along each axis
+(``reflect_blur_matrices``): equal to scipy's output up to float64 rounding (≤ 1e-15, tested), so the
+masks are the same, and ~1.5–2× faster for a batch of 64×64 masks on one CPU thread.
 """
 from __future__ import annotations
 
@@ -18,6 +24,39 @@ from scipy.special import erfinv
 
 from .box_mixing import CutMix, Cutout
 from .masks import parse_prop_range, parse_range
+
+
+def reflect_blur_matrices(size: int, sigmas: np.ndarray, truncate: float = 4.0) -> np.ndarray:
+    """(n, size, size) matrices B with B @ v = ``scipy.ndimage.gaussian_filter1d(v, σ_i, mode="reflect",
+    truncate=truncate)`` for a signal v of length ``size``: scipy's normalised kernel of radius
+    int(truncate·σ + 0.5), the signal extended by its mirror images (d c b a | a b c d | d c b a, repeated
+    for kernels longer than the signal)."""
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    radii = (truncate * sigmas + 0.5).astype(np.int64)
+    offsets = np.arange(-radii.max(), radii.max() + 1)
+    weights = np.exp(-0.5 * offsets**2 / sigmas[:, None] ** 2) * (np.abs(offsets) <= radii[:, None])
+    weights /= weights.sum(axis=1, keepdims=True)
+    rows = np.arange(size)
+    source = (rows[:, None] + offsets) % (2 * size)  # position in one period of the mirrored signal
+    source = np.where(source >= size, 2 * size - 1 - source, source)
+    n = len(sigmas)
+    flat = np.arange(n)[:, None, None] * size * size + rows[:, None] * size + source  # (n, size, taps)
+    values = np.broadcast_to(weights[:, None, :], flat.shape)
+    return np.bincount(flat.ravel(), values.ravel(), n * size * size).reshape(n, size, size)
+
+
+def gaussian_blur(images: np.ndarray, sigmas: np.ndarray, truncate: float = 4.0) -> np.ndarray:
+    """(n, H, W) images, image i smoothed as ``gaussian_filter(images[i], sigmas[i], mode="reflect",
+    truncate=truncate)``; by two matrix products where that is cheaper (long kernels on small images)."""
+    n, height, width = images.shape
+    taps = 2 * (truncate * np.asarray(sigmas) + 0.5).astype(np.int64) + 1
+    # matrix products cost H·W·(H + W) multiply-adds per image, the filter ≈ 2·H·W·taps at a far lower
+    # rate: on one CPU thread the products were faster below (H + W) / taps ≈ 10 (we switch below 8)
+    if n and height + width <= 8 * taps.min():
+        blur_h = reflect_blur_matrices(height, sigmas, truncate)
+        blur_w = blur_h if width == height else reflect_blur_matrices(width, sigmas, truncate)
+        return blur_h @ images @ blur_w.transpose(0, 2, 1)
+    return np.stack([gaussian_filter(images[i], sigmas[i], mode="reflect", truncate=truncate) for i in range(n)])
 
 
 def parse_sigma_range(value) -> tuple[float, float]:
@@ -45,7 +84,7 @@ class CowMaskGenerator:
         noise = rng.standard_normal((n_masks, *mask_shape))
         # (n, H, W); a periodic (FFT) blur would be faster, but with σ near the image size it leaves so few
         # blobs that the kept share drifts from p (0.22 for p = 0.2 at σ = 16 on 48×64)
-        smooth = np.stack([gaussian_filter(noise[i], sigmas[i], mode="reflect", truncate=4.0) for i in range(n_masks)])
+        smooth = gaussian_blur(noise, sigmas)
         mean, std = smooth.mean(axis=(1, 2)), smooth.std(axis=(1, 2))
         with np.errstate(invalid="ignore"):  # p = 0 or 1: threshold ∓inf
             threshold = erfinv(2.0 * p - 1.0) * np.sqrt(2.0) * std + mean

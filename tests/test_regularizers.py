@@ -16,7 +16,7 @@ from datapipe.loaders import PairedViews
 from datapipe.transforms import AugParams, warp
 from regularizers.aug import AugConsistency, warp_to_student, warped_validity
 from regularizers.classmix import ClassMix, choose_classes, class_mix_masks
-from regularizers.cow_masks import CowMaskGenerator, parse_sigma_range
+from regularizers.cow_masks import CowMaskGenerator, gaussian_blur, parse_sigma_range, reflect_blur_matrices
 from regularizers.ict import ICT, ict_lambdas, mix
 from regularizers.losses import ConsistencyLoss, pixel_loss
 from regularizers.vat import (
@@ -321,6 +321,29 @@ def test_cow_masks_keep_proportion_p():
     for bad in ("0:4", "16:4", "a"):
         with pytest.raises(ValueError):
             parse_sigma_range(bad)
+
+
+def test_cow_mask_blur_equals_scipys_reflect_filter(monkeypatch):
+    from scipy.ndimage import gaussian_filter, gaussian_filter1d
+
+    import regularizers.cow_masks as cow_masks
+
+    rng = np.random.default_rng(0)
+    # kernels shorter and longer than the signal (several mirror images), odd sizes, one pixel
+    for size, sigma in ((64, 4.0), (64, 16.0), (48, 11.3), (7, 9.0), (1, 2.0), (321, 5.0)):
+        v = rng.standard_normal(size)
+        matrix = reflect_blur_matrices(size, np.array([sigma]))[0]
+        np.testing.assert_allclose(matrix @ v, gaussian_filter1d(v, sigma, mode="reflect", truncate=4.0), atol=1e-13)
+    # both paths of gaussian_blur: the matrix products (long kernels) and scipy's filter (short ones)
+    matrices = []
+    monkeypatch.setattr(cow_masks, "reflect_blur_matrices",
+                        lambda *args: matrices.append(args[0]) or reflect_blur_matrices(*args))
+    for shape, sigma_range in (((16, 64, 64), (4, 16)), ((3, 48, 80), (8, 30)), ((2, 200, 300), (1, 3))):
+        images, sigmas = rng.standard_normal(shape), np.exp(rng.uniform(*np.log(sigma_range), size=shape[0]))
+        expected = np.stack([gaussian_filter(im, s, mode="reflect", truncate=4.0)
+                             for im, s in zip(images, sigmas, strict=True)])
+        np.testing.assert_allclose(gaussian_blur(images, sigmas), expected, atol=1e-13)
+    assert matrices == [64, 48, 80]  # square images build one matrix per mask; the short kernels took scipy's filter
 
 
 def test_classmix_mask_is_the_chosen_classes():

@@ -21,14 +21,19 @@ def choose_classes(present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def class_mix_masks(pred: torch.Tensor, valid: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """(N, H, W) class predictions of x_a, (N, 1, H, W) validity → (N, 1, H, W) masks, 1 = from x_a."""
-    masks = torch.zeros(pred.shape[0], 1, *pred.shape[1:], dtype=valid.dtype, device=pred.device)
-    pred_cpu, valid_cpu = pred.cpu().numpy(), valid[:, 0].cpu().numpy() > 0.5
-    for i in range(pred.shape[0]):
-        # classes predicted on valid pixels (all pixels if none is valid)
-        present = np.unique(pred_cpu[i][valid_cpu[i]] if valid_cpu[i].any() else pred_cpu[i])
-        chosen = torch.from_numpy(choose_classes(present, rng)).to(pred.device)
-        masks[i, 0] = torch.isin(pred[i], chosen).to(masks.dtype)
-    return masks
+    n = pred.shape[0]
+    pred_np, valid_np = pred.cpu().numpy(), valid[:, 0].cpu().numpy() > 0.5
+    n_classes = int(pred_np.max()) + 1
+    # present[i, c]: class c is predicted on a valid pixel of image i (on any pixel if none is valid)
+    counted = valid_np | ~valid_np.any(axis=(1, 2), keepdims=True)
+    per_image = np.arange(n)[:, None, None] * n_classes + pred_np
+    present = np.bincount(per_image[counted], minlength=n * n_classes).reshape(n, n_classes) > 0
+    chosen = np.zeros((n, n_classes), dtype=bool)
+    for i in range(n):  # the present classes in increasing order, as np.unique gives them
+        chosen[i, choose_classes(np.flatnonzero(present[i]), rng)] = True
+    chosen = torch.from_numpy(chosen).to(pred.device)
+    masks = chosen[torch.arange(n, device=pred.device)[:, None, None], pred]  # (N, H, W): chosen[i, pred[i]]
+    return masks[:, None].to(valid.dtype)
 
 
 class ClassMix:

@@ -358,6 +358,13 @@ def test_classmix_mask_is_the_chosen_classes():
         assert len(chosen) == 3  # ceil(5 / 2) of the classes predicted on valid pixels
         np.testing.assert_array_equal(masks[i, 0].numpy(), np.isin(pred[i].numpy(), chosen).astype(np.float32))
     assert len(choose_classes(np.array([3]), rng)) == 1 and len(choose_classes(np.arange(4), rng)) == 2
+    # an image with no valid pixel draws from every class it predicts; class ids need not be contiguous
+    pred = torch.stack([torch.full((3, 4), 2), torch.tensor([[7, 7, 9, 9]] * 3)])
+    valid = torch.stack([torch.ones(1, 3, 4), torch.zeros(1, 3, 4)])
+    masks, rng = class_mix_masks(pred, valid, np.random.default_rng(3)), np.random.default_rng(3)
+    for i, present in enumerate((np.array([2]), np.array([7, 9]))):
+        chosen = choose_classes(present, rng)
+        np.testing.assert_array_equal(masks[i, 0].numpy(), np.isin(pred[i].numpy(), chosen).astype(np.float32))
 
 
 def test_classmix_pastes_image_a_where_its_chosen_classes_are():

@@ -18,7 +18,7 @@ Targets (issue 5): CutMix ahead of the baseline on every seed, by at least 3 mIo
 each run at most 15 minutes on 2 cores.
 
 PROTOCOL A is the above with 50 labelled canvases; it was run first (3 seeds) and fails the accuracy
-targets (both methods near 20 % mIoU). PROTOCOL B (fixed in session 3, before any of its runs) changes
+targets (both methods near 20 % mIoU). PROTOCOL B (fixed on 2026-11-27, before any of its runs) changes
 only the number of labelled canvases, chosen by the supervised baseline alone — no CutMix run takes part:
 the baseline with every training canvas labelled (seed 0) gives the fully supervised mIoU F; then the
 baseline (seed 0) with 100, 200, 400, 800 labelled canvases, in that order, until one reaches at least

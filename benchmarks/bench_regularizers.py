@@ -6,8 +6,9 @@ are the network work that step cannot avoid, timed without anything else: studen
 the labelled and the unlabelled batch, the teacher's forward pass(es) (two for regularizers with a
 mixing partner), and for VAT its direction passes (a forward-mode JVP and a forward+backward to the
 input, in eval mode). Data loading is excluded (batches are made once, up front) and timed separately
-for the synthetic set. One process; step and bare passes alternate (step first in even repeats, bare
-first in odd ones, so that neither always follows the other) and so see the same machine load; medians
+for the synthetic set. One process; each repeat is one round over the regularizers (so every row sees
+the same mix of machine states), and within it step and bare passes alternate (step first in even
+repeats, bare first in odd ones, so that neither always follows the other) and so see the same load; medians
 of wall-clock time and of the process's CPU time (all threads; on a shared machine the CPU time is the
 steadier measure of the work done), the ratio of the fastest step to the fastest bare passes (the least
 disturbed repeat of each: interference from other processes only adds time), and the median over the
@@ -110,15 +111,17 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
     optimizer = make_optimizer({"optimizer": "adam", "lr": 1e-5, "weight_decay": 0.0, "pretrained_lr_scale": 0.1},
                                student)  # the loop's optimizer (fused Adam)
     sup, unsup, partner = make_batches(size, batch, n_classes, device, memory_format)
-    rows = []
+    regs = {}
     for name in names:
-        cons_loss = regularizers.ConsistencyLoss("var", conf_thresh=0.97)
-        reg = None
+        regs[name] = None
         if name != "none":
+            cons_loss = regularizers.ConsistencyLoss("var", conf_thresh=0.97)
             options = dict(regularizers.get_regularizer_class(name).defaults)
-            reg = regularizers.build_regularizer(name, cons_loss, np.random.default_rng(0), options)
-        times = {"step": [], "bare": [], "step_cpu": [], "bare_cpu": []}
-        for i in range(repeats + 1):  # the first of each is a warm-up
+            regs[name] = regularizers.build_regularizer(name, cons_loss, np.random.default_rng(0), options)
+    times = {name: {"step": [], "bare": [], "step_cpu": [], "bare_cpu": []} for name in names}
+    # round-robin: every repeat times each regularizer once, so the rows see the same mix of machine states
+    for i in range(repeats + 1):  # the first round is a warm-up
+        for name, reg in regs.items():
             for kind in ("step", "bare") if i % 2 == 0 else ("bare", "step"):  # ABBA: order effects cancel
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -128,13 +131,15 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
                     bare_passes(student, mean_teacher.teacher, name, reg, sup, unsup, partner)
                 sync(device)
                 if i > 0:
-                    times[kind].append(time.perf_counter() - t0)
-                    times[kind + "_cpu"].append(time.process_time() - c0)
+                    times[name][kind].append(time.perf_counter() - t0)
+                    times[name][kind + "_cpu"].append(time.process_time() - c0)
+    rows = []
+    for name, t in times.items():
         row = {"arch": arch, "size": size, "batch": batch, "reg": name, "repeats": repeats,
-               **{k: statistics.median(v) for k, v in times.items()}}
+               **{k: statistics.median(v) for k, v in t.items()}}
         row.update(ratio=row["step"] / row["bare"], ratio_cpu=row["step_cpu"] / row["bare_cpu"],
-                   ratio_min=min(times["step"]) / min(times["bare"]),
-                   ratio_paired=statistics.median(s / b for s, b in zip(times["step"], times["bare"], strict=True)))
+                   ratio_min=min(t["step"]) / min(t["bare"]),
+                   ratio_paired=statistics.median(s / b for s, b in zip(t["step"], t["bare"], strict=True)))
         rows.append(row)
         print(f"{arch} {name}: wall {row['step']:.3f} / {row['bare']:.3f} s = {row['ratio']:.3f}; "
               f"cpu {row['step_cpu']:.3f} / {row['bare_cpu']:.3f} s = {row['ratio_cpu']:.3f}; "

@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -1079,9 +1080,10 @@ def figure1_command(
         done = ", ".join(entry["name"] for entry in summary) or "none"
         click.echo(f"panels done in {out_dir}: {done}; figure1.png needs all four (run the others, with --reuse)")
         return
-    dist = cv2.imread(str(out_dir / FIGURE1_PANELS[-1][0] / "distance_map.png"))
     cv2.imwrite(str(out_dir / "figure1.png"), compose_grid(pictures))
-    cv2.imwrite(str(out_dir / "distance_map.png"), dist)
+    dist_map_png = out_dir / FIGURE1_PANELS[-1][0] / "distance_map.png"
+    if dist_map_png.is_file():  # a reused panel kept without its picture of the distance map has none to copy
+        shutil.copyfile(dist_map_png, out_dir / "distance_map.png")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for entry in summary:
         click.echo(

@@ -432,6 +432,14 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
     assert result.exit_code == 0 and result.output.count("reusing") == 1, result.output
     settings = {e["name"]: e["settings"] for e in json.loads((out / "summary.json").read_text())}
     assert [settings[name]["conf_avg"] for name in sorted(settings)] == [False, True, True, True]
+    assert (out / "distance_map.png").read_bytes() == (out / "d_no_gap_constrained" / "distance_map.png").read_bytes()
+
+    # panels kept with their prediction.png only (as in benchmarks/results/) still compose the figure
+    for path in [*out.glob("*/distance_map.png"), out / "distance_map.png", out / "figure1.png"]:
+        path.unlink()
+    result = run_cli([*widths, "--labels-per-panel", "--conf-avg"])
+    assert result.exit_code == 0 and result.output.count("reusing") == 4, result.output
+    assert (out / "figure1.png").is_file() and not (out / "distance_map.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -76,3 +76,13 @@ def test_keep_memory_benchmark_bad_regularizer_is_one_line(tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
     message = result.output.strip()
     assert "\n" not in message and "training run failed (--reg nonsense" in message and "nonsense" in message
+
+
+def test_mask_benchmark_compares_equal_masks():
+    from click.testing import CliRunner
+
+    from benchmarks import bench_masks
+
+    result = CliRunner().invoke(bench_masks.main, ["--batch", "3", "--size", "24", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    assert "| cow, matrix products |" in result.output and "| classmix, per image |" in result.output

@@ -44,6 +44,8 @@ from scipy.ndimage import distance_transform_edt
 
 DEFAULT_BOUNDARY_PATH = Path(__file__).resolve().parent / "toy2d_boundary.png"
 DEFAULT_BOUNDARY_SEED = 7
+DEFAULT_CURVE_PATH = Path(__file__).resolve().parent / "toy2d_curve.png"
+DEFAULT_CURVE_SEED = 7
 EVAL_CHUNK = 16384
 
 
@@ -70,6 +72,32 @@ def make_default_boundary(seed: int = DEFAULT_BOUNDARY_SEED, size: int = 512) ->
     rho, theta = np.hypot(x - cx, y - cy), np.arctan2(y - cy, x - cx)
     radius = 0.52 * (1.0 + sum(a * np.cos(k * theta + p) for k, a, p in zip(ks, amps, phases, strict=True)))
     return rho < radius
+
+
+def make_curve_boundary(seed: int = DEFAULT_CURVE_SEED, size: int = 512, share: float = 0.25) -> np.ndarray:
+    """The project's curve: a smooth irregular open curve across the image from its left to its right
+    edge, class 1 below it, so that both classes reach the image border (as in the paper's Figure 1)
+    and neither encloses the other.
+
+    The curve is y(x) = b + sum_k a_k sin(k pi (x + 1) / 2 + phi_k), k = 1..5, in normalised image
+    coordinates; a_k = U(0.6, 1) 0.2 / k^0.8 and phi_k come from `seed`, and b is set by bisection so
+    that class 1 covers `share` of the pixels (0.25: the authors' isotropic panel, which predicts one
+    class everywhere, erred on 24.58 % of their samples). With the default seed the curve stays between
+    rows 0.60 and 0.85 of the height and each class stays one connected region after the 35 px erosion.
+    Returns (size, size) bool.
+    """
+    rng = np.random.default_rng(seed)
+    ks = np.arange(1, 6)
+    amps = rng.uniform(0.6, 1.0, ks.size) * 0.2 / ks**0.8
+    phases = rng.uniform(0.0, 2.0 * np.pi, ks.size)
+    c = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    wave = sum(a * np.sin(k * np.pi * (c + 1.0) / 2.0 + p) for k, a, p in zip(ks, amps, phases, strict=True))
+    below = c[:, None] - wave[None, :]  # class 1 where this exceeds b
+    lo, hi = -2.0, 2.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if (below > mid).mean() > share else (lo, mid)
+    return below > 0.5 * (lo + hi)
 
 
 def load_boundary_image(path) -> np.ndarray:
@@ -198,6 +226,14 @@ class ToyData:
     sup_labels: np.ndarray  # (n_sup,) int64
 
 
+# the shipped boundary images: dataset name -> (file, function that re-creates it)
+SHIPPED_BOUNDARIES = {
+    "curve": (DEFAULT_CURVE_PATH, make_curve_boundary),
+    "boundary": (DEFAULT_BOUNDARY_PATH, make_default_boundary),
+}
+DATASET_CHOICES = "curve, boundary, spiral or img:PATH"
+
+
 def build_dataset(
     dataset: str,
     erode_radius: float,
@@ -207,7 +243,8 @@ def build_dataset(
     rng: np.random.Generator,
     sup_erode_radius: float | None = None,
 ) -> ToyData:
-    """`boundary` (the shipped toy2d_boundary.png, re-created if missing), `spiral`, or `img:PATH`.
+    """`curve` or `boundary` (the shipped toy2d_curve.png / toy2d_boundary.png, re-created if missing),
+    `spiral`, or `img:PATH`.
 
     The labelled points are chosen among the samples themselves, or, with `sup_erode_radius` set to
     another radius, among the samples of the image eroded by that radius, drawn first from `rng` (so
@@ -219,16 +256,13 @@ def build_dataset(
         image = make_spiral_image()
         pos, labels = spiral_samples(image.shape[0], 5000, noise_std, rng)
     else:
-        if dataset == "boundary":
-            image = (
-                load_boundary_image(DEFAULT_BOUNDARY_PATH)
-                if DEFAULT_BOUNDARY_PATH.is_file()
-                else make_default_boundary()
-            )
+        if dataset in SHIPPED_BOUNDARIES:
+            path, make = SHIPPED_BOUNDARIES[dataset]
+            image = load_boundary_image(path) if path.is_file() else make()
         elif dataset.startswith("img:"):
             image = load_boundary_image(dataset[4:])
         else:
-            raise ValueError(f"unknown --dataset {dataset!r}: use boundary, spiral or img:PATH")
+            raise ValueError(f"unknown --dataset {dataset!r}: use {DATASET_CHOICES}")
         if sup_erode_radius is not None and sup_erode_radius != erode_radius:
             source_pos, source_labels = image_samples(image, sup_erode_radius, noise_std, rng, "--sup-erode-radius")
             sup_idx = choose_labelled(source_labels, n_sup, balance, rng)
@@ -451,7 +485,7 @@ def compose_grid(panels: list[np.ndarray], n_cols: int = 2, margin: int = 10) ->
 class ToyConfig:
     """One toy experiment. Defaults: the paper (supplement C) and the authors' release (SPEC §10)."""
 
-    dataset: str = "boundary"
+    dataset: str = "curve"  # the shipped open curve; "boundary": the closed curve used before 2026-12-02
     erode_radius: float = 35.0  # px; the gap is about 2x this
     img_noise_std: float = 2.0  # px
     n_sup: int = 10
@@ -718,10 +752,10 @@ def check_device(device: str) -> str:
 
 
 def check_dataset(dataset: str) -> str:
-    if dataset in ("boundary", "spiral"):
+    if dataset in SHIPPED_BOUNDARIES or dataset == "spiral":
         return dataset
     if not dataset.startswith("img:"):
-        raise click.BadParameter(f"{dataset!r}: use boundary, spiral or img:PATH", param_hint="--dataset")
+        raise click.BadParameter(f"{dataset!r}: use {DATASET_CHOICES}", param_hint="--dataset")
     try:
         load_boundary_image(dataset[4:])
     except ValueError as exc:
@@ -780,7 +814,12 @@ def cli():
 
 NONNEG = click.FloatRange(min=0.0)
 common_options = [
-    click.option("--dataset", default=D.dataset, show_default=True, help="boundary | spiral | img:PATH"),
+    click.option(
+        "--dataset",
+        default=D.dataset,
+        show_default=True,
+        help="curve (open curve across the image) | boundary (closed curve) | spiral | img:PATH",
+    ),
     click.option("--seed", type=int, default=D.seed, show_default=True),
     click.option(
         "--hidden-size", "--hidden_size", type=click.IntRange(min=1), default=D.hidden_size, show_default=True
@@ -1094,14 +1133,26 @@ def figure1_command(
 
 
 @cli.command("make-boundary")
-@click.option("--seed", type=int, default=DEFAULT_BOUNDARY_SEED, show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(list(SHIPPED_BOUNDARIES)),
+    default="curve",
+    show_default=True,
+    help="curve: toy2d_curve.png (open curve, the default data); boundary: toy2d_boundary.png (closed curve)",
+)
+@click.option("--seed", type=int, default=DEFAULT_CURVE_SEED, show_default=True)
 @click.option("--size", type=click.IntRange(min=16), default=512, show_default=True)
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_BOUNDARY_PATH, show_default=True
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="default: the shipped file of --kind, in this file's folder",
 )
-def make_boundary_command(seed, size, out):
-    """Re-create the project's default boundary image (1-bit PNG, white = class 1)."""
-    Image.fromarray(make_default_boundary(seed, size)).save(out, optimize=True)
+def make_boundary_command(kind, seed, size, out):
+    """Re-create one of the project's boundary images (1-bit PNG, white = class 1)."""
+    path, make = SHIPPED_BOUNDARIES[kind]
+    out = out or path
+    Image.fromarray(make(seed, size)).save(out, optimize=True)
     click.echo(f"wrote {out}")
 
 

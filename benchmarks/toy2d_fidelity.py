@@ -13,6 +13,7 @@ when both pass, 1 otherwise.
     python benchmarks/toy2d_fidelity.py --seeds 0 --epochs 5 --out-dir runs/toy2d-fidelity-short
     python benchmarks/toy2d_fidelity.py --jobs 2 --reuse                  # 2 panels at a time; keep finished
     python benchmarks/toy2d_fidelity.py --jobs 12 --device cuda           # all 12 panel runs at once on a GPU
+    python benchmarks/toy2d_fidelity.py --dataset boundary --reuse        # the closed curve (runs up to 2026-12-02)
 
 Each panel of each seed runs in its own process (log in OUT/seed_<s>_<panel>.log, results in
 OUT/seed_<s>/<panel>/); then `figure1 --reuse` composes each seed's figure1.png and summary.json. The table
@@ -36,8 +37,9 @@ PANEL_ORDER = ("b", "c", "d", "a")  # longest first (a: 25 supervised epochs)
 
 def figure1_command(seed: int, out: Path, epochs, device: str, threads: int, hidden_size: int,
                     panels: str = "a,b,c,d", reuse: bool = True, labels_from_gap: bool = True,
-                    conf_avg: bool = False) -> list[str]:
+                    conf_avg: bool = False, dataset: str = "curve") -> list[str]:
     cmd = [sys.executable, str(TOY2D), "figure1", "--seed", str(seed), "--out-dir", str(out), "--panels", panels]
+    cmd += ["--dataset", dataset]
     cmd += ["--reuse" if reuse else "--overwrite", "--device", device, "--threads", str(threads)]
     cmd += ["--hidden-size", str(hidden_size), "--labels-from-gap" if labels_from_gap else "--labels-per-panel"]
     cmd += ["--conf-avg" if conf_avg else "--no-conf-avg"]
@@ -149,8 +151,16 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
     help="consistency panels scale the loss by the confident fraction (the paper's segmentation rule) instead "
     "of the authors' per-sample toy mask",
 )
+@click.option(
+    "--dataset",
+    default="curve",
+    show_default=True,
+    help="toy2d's data: curve (the shipped open curve) | boundary (the closed curve of the runs recorded up to "
+    "2026-12-02) | img:PATH",
+)
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
-def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from_gap, conf_avg, reuse, overwrite):
+def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from_gap, conf_avg, dataset, reuse,
+         overwrite):
     """Run toy2d figure1 for each seed and check the paper's two findings."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -169,17 +179,17 @@ def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from
         for panel in PANEL_ORDER:
             commands[f"seed_{seed}_{panel}"] = figure1_command(
                 seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size, panel, reuse, labels_from_gap,
-                conf_avg)
+                conf_avg, dataset)
     start = time.time()
     run_all(commands, out_dir, jobs)
     run_all({f"seed_{seed}": figure1_command(seed, out_dir / f"seed_{seed}", epochs, device, threads, hidden_size,
-                                             labels_from_gap=labels_from_gap, conf_avg=conf_avg)
+                                             labels_from_gap=labels_from_gap, conf_avg=conf_avg, dataset=dataset)
              for seed in seed_list}, out_dir, jobs)
     wall = time.time() - start
 
     summaries = {s: json.loads((out_dir / f"seed_{s}" / "summary.json").read_text()) for s in seed_list}
     result = summarise(summaries)
-    result.update(seeds=seed_list, epochs=epochs, hidden_size=hidden_size, labels_from_gap=labels_from_gap,
+    result.update(dataset=dataset, seeds=seed_list, epochs=epochs, hidden_size=hidden_size, labels_from_gap=labels_from_gap,
                   conf_avg=conf_avg, device=device, wall_seconds=wall)
     text = markdown(result, seed_list, wall)
     (out_dir / "results.md").write_text(text)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toy2d
-from benchmarks import bench_keep_memory, bench_regularizers, toy2d_speed, toy2d_trajectory
+from benchmarks import bench_keep_memory, bench_regularizers, toy2d_fidelity, toy2d_speed, toy2d_trajectory
 
 
 def test_regularizer_step_benchmark_rows():
@@ -86,3 +86,31 @@ def test_mask_benchmark_compares_equal_masks():
     result = CliRunner().invoke(bench_masks.main, ["--batch", "3", "--size", "24", "--repeats", "2"])
     assert result.exit_code == 0, result.output
     assert "| cow, matrix products |" in result.output and "| classmix, per image |" in result.output
+
+
+def test_toy2d_fidelity_runs_the_chosen_dataset_and_checks_targets(tmp_path):
+    out = tmp_path / "fid"
+    args = ["--seeds", "0", "--epochs", "0", "--hidden-size", "4", "--jobs", "2", "--out-dir", str(out)]
+    result = CliRunner().invoke(toy2d_fidelity.main, [*args, "--dataset", "boundary"])
+    assert result.exit_code in (0, 1), result.output  # 1: a target failed (untrained nets)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["dataset"] == "boundary" and set(saved["panels"]) == set(toy2d_fidelity.PANELS)
+    summary = json.loads((out / "seed_0" / "summary.json").read_text())
+    assert {entry["settings"]["dataset"] for entry in summary} == {"boundary"}
+    assert len(saved["targets"]) == 2 and result.exit_code == (0 if all(saved["targets"].values()) else 1)
+    cmd = toy2d_fidelity.figure1_command(0, out, None, "cpu", 1, 512)
+    assert cmd[cmd.index("--dataset") + 1] == "curve"  # the default data: the shipped open curve
+
+
+def test_toy2d_fidelity_targets():
+    def panel(name, err):
+        return {"name": name, "title": name, "settings": {"epochs": 1}, "error_rate": err,
+                "grid_error_rate": err, "seconds": 1.0}
+
+    def summaries(a, b, c, d):
+        return {0: [panel(n, e) for n, e in zip(toy2d_fidelity.PANELS, (a, b, c, d), strict=True)]}
+
+    passed = toy2d_fidelity.summarise(summaries(0.10, 0.05, 0.20, 0.10))["targets"]
+    assert all(passed.values())
+    failed = toy2d_fidelity.summarise(summaries(0.10, 0.051, 0.20, 0.101))["targets"]
+    assert not any(failed.values())

@@ -163,6 +163,46 @@ def test_default_boundary_is_reproducible_and_shipped():
         assert cv2.connectedComponents(region.astype(np.uint8), connectivity=4)[0] == 2
 
 
+def test_curve_is_reproducible_shipped_and_open():
+    shipped = toy2d.load_boundary_image(toy2d.DEFAULT_CURVE_PATH)
+    assert shipped.shape == (512, 512)
+    np.testing.assert_array_equal(shipped, toy2d.make_curve_boundary())
+    assert abs(shipped.mean() - 0.25) < 1 / 512  # the share is set by bisection
+    # class 1 lies below a curve that crosses the image: in every column a run of class 0 above class 1
+    first_class1 = shipped.argmax(axis=0)
+    assert (shipped.any(axis=0)).all() and (~shipped[0]).all()
+    rows = np.arange(512)[:, None]
+    np.testing.assert_array_equal(shipped, rows >= first_class1[None, :])
+    assert 0.55 * 512 < first_class1.min() and first_class1.max() < 0.9 * 512
+    # both classes reach the left and right borders, and each stays one region after the 35 px erosion
+    for column in (shipped[:, 0], shipped[:, -1]):
+        assert column.any() and not column.all()
+    kept = toy2d.erode_classes(shipped, 35)
+    for region in (shipped, ~shipped, kept & shipped, kept & ~shipped):
+        assert cv2.connectedComponents(region.astype(np.uint8), connectivity=4)[0] == 2
+    # another share moves the curve, another seed changes it
+    assert abs(toy2d.make_curve_boundary(share=0.4).mean() - 0.4) < 1 / 512
+    assert (toy2d.make_curve_boundary(seed=8) != shipped).any()
+
+
+def test_curve_is_the_default_dataset_and_boundary_stays_reachable():
+    assert toy2d.ToyConfig().dataset == "curve"
+    rng = np.random.default_rng(0)
+    curve = toy2d.build_dataset("curve", 35.0, 2.0, 10, False, rng)
+    blob = toy2d.build_dataset("boundary", 35.0, 2.0, 10, False, np.random.default_rng(0))
+    np.testing.assert_array_equal(curve.image, toy2d.make_curve_boundary())
+    np.testing.assert_array_equal(blob.image, toy2d.make_default_boundary())
+    assert curve.sup_labels.sum() == 2  # 20 % of the gap data is class 1: 2 of 10 labelled points
+
+
+def test_make_boundary_command_writes_each_kind(tmp_path):
+    for kind, make in (("curve", toy2d.make_curve_boundary), ("boundary", toy2d.make_default_boundary)):
+        out = tmp_path / f"{kind}.png"
+        result = run_cli(["make-boundary", "--kind", kind, "--size", "64", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(toy2d.load_boundary_image(out), make(size=64))
+
+
 # -- constraint, losses, EMA ------------------------------------------------------------------------------
 
 
@@ -449,7 +489,7 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
         (["--dataset", "img:{unreadable}"], "cannot read"),
         (["--dataset", "img:{one_class}", "--epochs", "0"], "both classes"),
         (["--dataset", "img:{disk}", "--erode-radius", "40"], "no pixel of class"),
-        (["--dataset", "moon"], "use boundary, spiral or img:PATH"),
+        (["--dataset", "moon"], "use curve, boundary, spiral or img:PATH"),
         (["--erode-radius", "-3"], "--erode-radius"),
         (["--perturb-std", "-1"], "--perturb-std"),
         (["--norm-layer", "group"], "--norm-layer"),

@@ -13,7 +13,8 @@ of wall-clock time and of the process's CPU time (all threads; on a shared machi
 steadier measure of the work done), the ratio of the fastest step to the fastest bare passes (the least
 disturbed repeat of each: interference from other processes only adds time), and the median over the
 repeats of step / bare within a repeat ("paired": the two were timed back to back, so slow drifts of
-the machine's load cancel). Target: step / bare ≤ 1.05.
+the machine's load cancel), for wall-clock and for CPU time, each with a 95 % percentile-bootstrap interval
+of that median (how far it could move with other repeats). Target: step / bare ≤ 1.05.
 
     OMP_NUM_THREADS=2 python -m benchmarks.bench_regularizers                 # unet_small (+ deeplabv2 if registered)
     OMP_NUM_THREADS=2 python -m benchmarks.bench_regularizers --arch unet_small --repeats 10 --reg cutmix --reg vat
@@ -137,15 +138,33 @@ def measure(arch: str, names: list[str], repeats: int, device: torch.device) -> 
     for name, t in times.items():
         row = {"arch": arch, "size": size, "batch": batch, "reg": name, "repeats": repeats,
                **{k: statistics.median(v) for k, v in t.items()}}
+        paired = [s / b for s, b in zip(t["step"], t["bare"], strict=True)]
+        paired_cpu = [s / b for s, b in zip(t["step_cpu"], t["bare_cpu"], strict=True)]
         row.update(ratio=row["step"] / row["bare"], ratio_cpu=row["step_cpu"] / row["bare_cpu"],
                    ratio_min=min(t["step"]) / min(t["bare"]),
-                   ratio_paired=statistics.median(s / b for s, b in zip(t["step"], t["bare"], strict=True)))
+                   ratio_paired=statistics.median(paired), ratio_paired_ci=median_ci(paired),
+                   ratio_cpu_paired=statistics.median(paired_cpu), ratio_cpu_paired_ci=median_ci(paired_cpu))
         rows.append(row)
         print(f"{arch} {name}: wall {row['step']:.3f} / {row['bare']:.3f} s = {row['ratio']:.3f}; "
               f"cpu {row['step_cpu']:.3f} / {row['bare_cpu']:.3f} s = {row['ratio_cpu']:.3f}; "
-              f"fastest {row['ratio_min']:.3f}; paired {row['ratio_paired']:.3f}", file=sys.stderr,
+              f"fastest {row['ratio_min']:.3f}; paired {row['ratio_paired']:.3f} {fmt_ci(row['ratio_paired_ci'])}; "
+              f"cpu paired {row['ratio_cpu_paired']:.3f} {fmt_ci(row['ratio_cpu_paired_ci'])}", file=sys.stderr,
               flush=True)
     return rows
+
+
+def median_ci(values: list[float], level: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the median (seeded, so a table is reproducible from its
+    timings): how far the median of the paired ratios could move with other repeats of the same run."""
+    values = np.asarray(values, dtype=np.float64)
+    draws = np.random.default_rng(0).choice(values, size=(resamples, values.size), replace=True)
+    medians = np.median(draws, axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    return float(np.percentile(medians, tail)), float(np.percentile(medians, 100.0 - tail))
+
+
+def fmt_ci(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def data_loading(repeats: int = 20) -> list[dict]:
@@ -171,12 +190,15 @@ def data_loading(repeats: int = 20) -> list[dict]:
 
 def markdown(rows: list[dict], loading: list[dict]) -> str:
     lines = ["| network | crop, batch | --reg | repeats | step wall (s) | bare wall (s) | wall ratio | step CPU (s) "
-             "| bare CPU (s) | CPU ratio | wall ratio, fastest | wall ratio, paired |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| bare CPU (s) | CPU ratio | wall ratio, fastest | wall ratio, paired [95 % CI] "
+             "| CPU ratio, paired [95 % CI] |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['arch']} | {r['size']}×{r['size']}, {r['batch']} | {r['reg']} | {r['repeats']} "
                      f"| {r['step']:.3f} | {r['bare']:.3f} | {r['ratio']:.3f} | {r['step_cpu']:.3f} "
-                     f"| {r['bare_cpu']:.3f} | {r['ratio_cpu']:.3f} | {r['ratio_min']:.3f} | {r['ratio_paired']:.3f} |")
+                     f"| {r['bare_cpu']:.3f} | {r['ratio_cpu']:.3f} | {r['ratio_min']:.3f} "
+                     f"| {r['ratio_paired']:.3f} {fmt_ci(r['ratio_paired_ci'])} "
+                     f"| {r['ratio_cpu_paired']:.3f} {fmt_ci(r['ratio_cpu_paired_ci'])} |")
     if loading:
         lines += ["", "| data loading, synthetic 64×64, batch 16, num_workers 0 | s per batch (median) |", "|---|---:|"]
         lines += [f"| {r['views']} | {r['seconds']:.4f} |" for r in loading]
@@ -206,7 +228,7 @@ def main(archs, regs, repeats, device, threads, keep_memory):
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
           f"loss var, confidence 0.97, fused Adam, channels-last, freed memory kept: {'yes' if kept else 'no'}; "
           f"medians of the repeats after one warm-up, the fastest step / the fastest bare passes, and the "
-          f"median of step / bare within a repeat.\n")
+          f"median of step / bare within a repeat with its 95 % bootstrap interval.\n")
     print(markdown(rows, loading))
 
 

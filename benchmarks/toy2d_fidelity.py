@@ -189,8 +189,8 @@ def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from
 
     summaries = {s: json.loads((out_dir / f"seed_{s}" / "summary.json").read_text()) for s in seed_list}
     result = summarise(summaries)
-    result.update(dataset=dataset, seeds=seed_list, epochs=epochs, hidden_size=hidden_size, labels_from_gap=labels_from_gap,
-                  conf_avg=conf_avg, device=device, wall_seconds=wall)
+    result.update(dataset=dataset, seeds=seed_list, epochs=epochs, hidden_size=hidden_size,
+                  labels_from_gap=labels_from_gap, conf_avg=conf_avg, device=device, wall_seconds=wall)
     text = markdown(result, seed_list, wall)
     (out_dir / "results.md").write_text(text)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")

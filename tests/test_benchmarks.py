@@ -22,8 +22,22 @@ def test_regularizer_step_benchmark_rows():
         assert r["ratio_min"] > 0  # one repeat: the fastest is the only one
         assert math.isclose(r["ratio_min"], r["ratio"])
         assert math.isclose(r["ratio_paired"], r["ratio"])
+        assert math.isclose(r["ratio_cpu_paired"], r["ratio_cpu"])
+        assert r["ratio_paired_ci"] == (r["ratio_paired"], r["ratio_paired"])  # one value: no spread
     table = bench_regularizers.markdown(rows, [])
-    assert table.count("\n") == 1 + len(rows) and "wall ratio, paired" in table
+    assert table.count("\n") == 1 + len(rows) and "wall ratio, paired [95 % CI]" in table
+    assert table.splitlines()[0].count("|") == table.splitlines()[-1].count("|")  # every row fills each column
+
+
+def test_median_ci_covers_the_median_and_narrows_with_more_repeats():
+    rng = np.random.default_rng(1)
+    few, many = 1.03 + 0.05 * rng.standard_normal(11), 1.03 + 0.05 * rng.standard_normal(401)
+    for values in (few, many):
+        low, high = bench_regularizers.median_ci(list(values))
+        assert low <= np.median(values) <= high
+    assert np.subtract(*bench_regularizers.median_ci(list(many)))**2 < np.subtract(*bench_regularizers.median_ci(
+        list(few)))**2
+    assert bench_regularizers.median_ci([1.0, 2.0, 3.0]) == bench_regularizers.median_ci([1.0, 2.0, 3.0])
 
 
 def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):

@@ -10,6 +10,7 @@ the distance map to the true boundary (`--dist-contour-range 4`) succeed again.
     python toy2d.py train --out-dir runs/toy2d-mt-gap                      # one experiment
     python toy2d.py figure1 --out-dir runs/toy2d-figure1                   # the four panels of Figure 1
     python toy2d.py make-boundary                                          # re-create toy2d_boundary.png
+    python toy2d.py make-boundary --kind curve                             # re-create toy2d_curve.png
 
 Self-contained (numpy, scipy, torch, OpenCV, Pillow, click): copy this file alone and it works.
 
@@ -75,9 +76,9 @@ def make_default_boundary(seed: int = DEFAULT_BOUNDARY_SEED, size: int = 512) ->
 
 
 def make_curve_boundary(seed: int = DEFAULT_CURVE_SEED, size: int = 512, share: float = 0.25) -> np.ndarray:
-    """The project's curve: a smooth irregular open curve across the image from its left to its right
-    edge, class 1 below it, so that both classes reach the image border (as in the paper's Figure 1)
-    and neither encloses the other.
+    """The project's second boundary: a smooth irregular open curve across the image from its left to its
+    right edge, class 1 below it, so that both classes reach the image border and neither encloses the
+    other (`--dataset curve`; the default `boundary` is a closed curve).
 
     The curve is y(x) = b + sum_k a_k sin(k pi (x + 1) / 2 + phi_k), k = 1..5, in normalised image
     coordinates; a_k = U(0.6, 1) 0.2 / k^0.8 and phi_k come from `seed`, and b is set by bisection so
@@ -228,10 +229,10 @@ class ToyData:
 
 # the shipped boundary images: dataset name -> (file, function that re-creates it)
 SHIPPED_BOUNDARIES = {
-    "curve": (DEFAULT_CURVE_PATH, make_curve_boundary),
     "boundary": (DEFAULT_BOUNDARY_PATH, make_default_boundary),
+    "curve": (DEFAULT_CURVE_PATH, make_curve_boundary),
 }
-DATASET_CHOICES = "curve, boundary, spiral or img:PATH"
+DATASET_CHOICES = "boundary, curve, spiral or img:PATH"
 
 
 def build_dataset(
@@ -243,7 +244,7 @@ def build_dataset(
     rng: np.random.Generator,
     sup_erode_radius: float | None = None,
 ) -> ToyData:
-    """`curve` or `boundary` (the shipped toy2d_curve.png / toy2d_boundary.png, re-created if missing),
+    """`boundary` or `curve` (the shipped toy2d_boundary.png / toy2d_curve.png, re-created if missing),
     `spiral`, or `img:PATH`.
 
     The labelled points are chosen among the samples themselves, or, with `sup_erode_radius` set to
@@ -485,7 +486,7 @@ def compose_grid(panels: list[np.ndarray], n_cols: int = 2, margin: int = 10) ->
 class ToyConfig:
     """One toy experiment. Defaults: the paper (supplement C) and the authors' release (SPEC §10)."""
 
-    dataset: str = "curve"  # the shipped open curve; "boundary": the closed curve used before 2026-12-02
+    dataset: str = "boundary"  # the shipped closed curve; "curve": the shipped open curve
     erode_radius: float = 35.0  # px; the gap is about 2x this
     img_noise_std: float = 2.0  # px
     n_sup: int = 10
@@ -818,7 +819,7 @@ common_options = [
         "--dataset",
         default=D.dataset,
         show_default=True,
-        help="curve (open curve across the image) | boundary (closed curve) | spiral | img:PATH",
+        help="boundary (closed curve) | curve (open curve across the image) | spiral | img:PATH",
     ),
     click.option("--seed", type=int, default=D.seed, show_default=True),
     click.option(
@@ -1136,11 +1137,11 @@ def figure1_command(
 @click.option(
     "--kind",
     type=click.Choice(list(SHIPPED_BOUNDARIES)),
-    default="curve",
+    default="boundary",
     show_default=True,
-    help="curve: toy2d_curve.png (open curve, the default data); boundary: toy2d_boundary.png (closed curve)",
+    help="boundary: toy2d_boundary.png (closed curve, the default data); curve: toy2d_curve.png (open curve)",
 )
-@click.option("--seed", type=int, default=DEFAULT_CURVE_SEED, show_default=True)
+@click.option("--seed", type=int, default=DEFAULT_BOUNDARY_SEED, show_default=True)
 @click.option("--size", type=click.IntRange(min=16), default=512, show_default=True)
 @click.option(
     "--out",

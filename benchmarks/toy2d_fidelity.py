@@ -13,7 +13,7 @@ when both pass, 1 otherwise.
     python benchmarks/toy2d_fidelity.py --seeds 0 --epochs 5 --out-dir runs/toy2d-fidelity-short
     python benchmarks/toy2d_fidelity.py --jobs 2 --reuse                  # 2 panels at a time; keep finished
     python benchmarks/toy2d_fidelity.py --jobs 12 --device cuda           # all 12 panel runs at once on a GPU
-    python benchmarks/toy2d_fidelity.py --dataset boundary --reuse        # the closed curve (runs up to 2026-12-02)
+    python benchmarks/toy2d_fidelity.py --dataset curve --jobs 2          # on the open curve instead
 
 Each panel of each seed runs in its own process (log in OUT/seed_<s>_<panel>.log, results in
 OUT/seed_<s>/<panel>/); then `figure1 --reuse` composes each seed's figure1.png and summary.json. The table
@@ -37,7 +37,7 @@ PANEL_ORDER = ("b", "c", "d", "a")  # longest first (a: 25 supervised epochs)
 
 def figure1_command(seed: int, out: Path, epochs, device: str, threads: int, hidden_size: int,
                     panels: str = "a,b,c,d", reuse: bool = True, labels_from_gap: bool = True,
-                    conf_avg: bool = False, dataset: str = "curve") -> list[str]:
+                    conf_avg: bool = False, dataset: str = "boundary") -> list[str]:
     cmd = [sys.executable, str(TOY2D), "figure1", "--seed", str(seed), "--out-dir", str(out), "--panels", panels]
     cmd += ["--dataset", dataset]
     cmd += ["--reuse" if reuse else "--overwrite", "--device", device, "--threads", str(threads)]
@@ -153,10 +153,10 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
 )
 @click.option(
     "--dataset",
-    default="curve",
+    default="boundary",
     show_default=True,
-    help="toy2d's data: curve (the shipped open curve) | boundary (the closed curve of the runs recorded up to "
-    "2026-12-02) | img:PATH",
+    help="toy2d's data: boundary (the shipped closed curve, toy2d's default) | curve (the shipped open curve) "
+    "| img:PATH",
 )
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
 def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from_gap, conf_avg, dataset, reuse,

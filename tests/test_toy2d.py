@@ -185,8 +185,8 @@ def test_curve_is_reproducible_shipped_and_open():
     assert (toy2d.make_curve_boundary(seed=8) != shipped).any()
 
 
-def test_curve_is_the_default_dataset_and_boundary_stays_reachable():
-    assert toy2d.ToyConfig().dataset == "curve"
+def test_boundary_is_the_default_dataset_and_curve_is_reachable():
+    assert toy2d.ToyConfig().dataset == "boundary"
     rng = np.random.default_rng(0)
     curve = toy2d.build_dataset("curve", 35.0, 2.0, 10, False, rng)
     blob = toy2d.build_dataset("boundary", 35.0, 2.0, 10, False, np.random.default_rng(0))
@@ -489,7 +489,7 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
         (["--dataset", "img:{unreadable}"], "cannot read"),
         (["--dataset", "img:{one_class}", "--epochs", "0"], "both classes"),
         (["--dataset", "img:{disk}", "--erode-radius", "40"], "no pixel of class"),
-        (["--dataset", "moon"], "use curve, boundary, spiral or img:PATH"),
+        (["--dataset", "moon"], "use boundary, curve, spiral or img:PATH"),
         (["--erode-radius", "-3"], "--erode-radius"),
         (["--perturb-std", "-1"], "--perturb-std"),
         (["--norm-layer", "group"], "--norm-layer"),

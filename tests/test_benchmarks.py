@@ -9,7 +9,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toy2d
-from benchmarks import bench_keep_memory, bench_regularizers, toy2d_fidelity, toy2d_speed, toy2d_trajectory
+from benchmarks import (
+    bench_keep_memory,
+    bench_regularizers,
+    toy2d_contour_bias,
+    toy2d_fidelity,
+    toy2d_speed,
+    toy2d_trajectory,
+)
 
 
 def test_regularizer_step_benchmark_rows():
@@ -128,3 +135,24 @@ def test_toy2d_fidelity_targets():
     assert all(passed.values())
     failed = toy2d_fidelity.summarise(summaries(0.10, 0.051, 0.20, 0.101))["targets"]
     assert not any(failed.values())
+
+
+def test_contour_bias_rows_by_hand():
+    # a half plane: contours are straight lines, so the kept steps change m symmetrically
+    image = np.zeros((128, 128), bool)
+    image[:, 64:] = True
+    rows = toy2d_contour_bias.contour_bias(image, 200_000, 10.0, 2.0)
+    assert [r["band"] for r in rows] == list(toy2d_contour_bias.BANDS)
+    for r in rows:
+        assert r["kept"] > 0 and abs(r["mean_change"]) < 0.2 and 0.45 < r["to_class0"] < 0.55
+    # with no mask, steps around a disk do drift outwards outside it (the distance to a convex set is convex:
+    # Jensen), which the measure must show
+    c = np.arange(256) + 0.5
+    disk = np.hypot(*np.meshgrid(c - 128, c - 128)) < 60
+    outside = toy2d_contour_bias.contour_bias(disk, 200_000, 30.0, 1e9)[0]
+    assert outside["mean_change"] < -1.0 and outside["to_class0"] > 0.55
+
+
+def test_contour_bias_command_bad_dataset_is_one_line():
+    result = CliRunner().invoke(toy2d_contour_bias.main, ["--dataset", "moon", "--points", "10"])
+    assert result.exit_code == 2 and "--dataset" in result.output and "Traceback" not in result.output

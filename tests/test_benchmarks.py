@@ -110,14 +110,18 @@ def test_mask_benchmark_compares_equal_masks():
 
 
 def test_toy2d_fidelity_runs_the_chosen_dataset_and_checks_targets(tmp_path):
+    c = np.arange(128) + 0.5
+    disk = np.hypot(*np.meshgrid(c - 64, c - 64)) < 50  # survives the 35 px gap erosion on both sides
+    Image.fromarray(disk.astype(np.uint8) * 255).save(tmp_path / "disk.png")
+    dataset = f"img:{tmp_path / 'disk.png'}"
     out = tmp_path / "fid"
     args = ["--seeds", "0", "--epochs", "0", "--hidden-size", "4", "--jobs", "2", "--out-dir", str(out)]
-    result = CliRunner().invoke(toy2d_fidelity.main, [*args, "--dataset", "curve"])
+    result = CliRunner().invoke(toy2d_fidelity.main, [*args, "--dataset", dataset])
     assert result.exit_code in (0, 1), result.output  # 1: a target failed (untrained nets)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["dataset"] == "curve" and set(saved["panels"]) == set(toy2d_fidelity.PANELS)
+    assert saved["dataset"] == dataset and set(saved["panels"]) == set(toy2d_fidelity.PANELS)
     summary = json.loads((out / "seed_0" / "summary.json").read_text())
-    assert {entry["settings"]["dataset"] for entry in summary} == {"curve"}
+    assert {entry["settings"]["dataset"] for entry in summary} == {dataset}
     assert len(saved["targets"]) == 2 and result.exit_code == (0 if all(saved["targets"].values()) else 1)
     cmd = toy2d_fidelity.figure1_command(0, out, None, "cpu", 1, 512)
     assert cmd[cmd.index("--dataset") + 1] == "boundary"  # toy2d's default data: the shipped closed curve

@@ -30,6 +30,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+import toy2d
+
 TOY2D = Path(__file__).resolve().parents[1] / "toy2d.py"
 PANELS = ("a_supervised", "b_mean_teacher_gap", "c_no_gap_isotropic", "d_no_gap_constrained")
 PANEL_ORDER = ("b", "c", "d", "a")  # longest first (a: 25 supervised epochs)
@@ -168,6 +170,7 @@ def main(seeds, epochs, out_dir, device, jobs, threads, hidden_size, labels_from
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
     if not seed_list:
         raise click.BadParameter("no seed given", param_hint="--seeds")
+    toy2d.check_dataset(dataset)  # a bad --dataset: one usage error here, not one per panel process
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (overwrite or reuse):
         raise click.UsageError(f"--out-dir {out_dir} is not empty (pass --reuse or --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -160,3 +160,10 @@ def test_contour_bias_rows_by_hand():
 def test_contour_bias_command_bad_dataset_is_one_line():
     result = CliRunner().invoke(toy2d_contour_bias.main, ["--dataset", "moon", "--points", "10"])
     assert result.exit_code == 2 and "--dataset" in result.output and "Traceback" not in result.output
+
+
+def test_toy2d_fidelity_bad_dataset_is_one_line_before_any_run(tmp_path):
+    out = tmp_path / "fid"
+    result = CliRunner().invoke(toy2d_fidelity.main, ["--dataset", "moon", "--out-dir", str(out)])
+    assert result.exit_code == 2 and "--dataset" in result.output and "Traceback" not in result.output
+    assert not out.exists()  # nothing created, nothing run

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU checks and GPU-run benchmarks, all at once on one machine with a CUDA device and 16 CPU cores:
 #   1. the CUDA tests (tests/test_cuda.py; they are skipped where there is no GPU),
-#   2. the toy2d fidelity benchmark (issue 6) on the data TOY_DATASET names [curve: the open curve, whose
-#      runs the CPU had not finished on 2026-12-02; boundary: the default closed curve, recorded], its 12 runs
+#   2. the toy2d fidelity benchmark (issue 6) on the data TOY_DATASET names [boundary: the default closed
+#      curve, whose current protocol (labels shared from the gap data) the CPU ran for panel (d) only, with
+#      (c) on seed 0; curve: the open curve, all 12 runs recorded on the CPU on 2026-12-02], its 12 runs
 #      (3 seeds × 4 panels) at once on the GPU,
 #   3. with SYNTHETIC=1 only (its table is recorded): the synthetic-set comparison of every regularizer
 #      (issue 4), 3 seeds, 4 runs at once on the GPU.
@@ -10,7 +11,7 @@
 # run stopped at its time limit still returns what finished.
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [SECONDS]      # SECONDS: stop everything after this long [560]
-#   TOY_DATASET=boundary SYNTHETIC=1 bash benchmarks/gpu_checks.sh OUT_DIR
+#   TOY_DATASET=curve SYNTHETIC=1 bash benchmarks/gpu_checks.sh OUT_DIR
 set -u
 out=$(realpath -m "${1:-runs/gpu-checks}")
 budget=${2:-560}
@@ -28,7 +29,7 @@ print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.
 EOF
 
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$work/pytest_cuda.log" 2>&1 &
-python3 benchmarks/toy2d_fidelity.py --device cuda --jobs 12 --dataset "${TOY_DATASET:-curve}" \
+python3 benchmarks/toy2d_fidelity.py --device cuda --jobs 12 --dataset "${TOY_DATASET:-boundary}" \
     --out-dir "$work/toy2d" --reuse > "$work/toy2d.log" 2>&1 &
 if [ "${SYNTHETIC:-0}" = 1 ]; then
     python3 benchmarks/synthetic_semisup.py --regs none,cutmix,cutout,aug,ict,vat,cowout,cowmix,classmix \

@@ -55,6 +55,7 @@ GLOBAL_DEFAULTS = {
     "eval_every": 1000,
     "batch_size": 10,
     "unsup_batch_ratio": 1,
+    "mix_partner": "stream",  # mixing partner: a second unlabelled batch (the authors') or the same batch
     "eval_batch_size": 1,
     "crop_size": None,  # None: whole images
     "aug_scale_range": (1.0, 1.0),
@@ -139,9 +140,22 @@ def load_dataset(cfg: dict) -> datapipe.DataBundle:
                                   **{key: get(key) for key in options})
 
 
+def epochs_to_iters(given: dict) -> dict:
+    """The authors' --num_epochs × --iters_per_epoch as --iters, with an evaluation after each epoch."""
+    epochs, per_epoch = given.pop("num_epochs", None), given.pop("iters_per_epoch", None)
+    if epochs is None and per_epoch is None:
+        return given
+    if epochs is None or per_epoch is None:
+        raise ConfigError("--num-epochs and --iters-per-epoch go together (iterations = their product); "
+                          "give both, or --iters instead")
+    if "iters" in given or "eval_every" in given:
+        raise ConfigError("give either --iters/--eval-every or --num-epochs × --iters-per-epoch, not both")
+    return {**given, "iters": epochs * per_epoch, "eval_every": per_epoch}
+
+
 def resolve_config(given: dict) -> dict:
     """Merge the command line over the dataset recipe, regularizer and network defaults (SPEC §10)."""
-    given = {k: v for k, v in given.items() if v is not None}
+    given = epochs_to_iters({k: v for k, v in given.items() if v is not None})
     dataset = given.get("dataset", GLOBAL_DEFAULTS["dataset"])
     bundle = load_dataset(given)
     recipe = bundle.recipe
@@ -165,16 +179,27 @@ def resolve_config(given: dict) -> dict:
     if cfg["device"] is None:
         cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     check_device(cfg["device"])
+    if "split_file" in given and "n_sup" not in given:  # a split file labels all its lines unless --n-sup
+        cfg["n_sup"] = None
     if cfg["out_dir"] is None:
         n_sup = "all" if cfg["n_sup"] is None else cfg["n_sup"]
         cfg["out_dir"] = f"runs/{dataset}-{reg}-{arch}-n{n_sup}-s{cfg['seed']}"
-    if "split_file" in given and "n_sup" not in given:  # a split file labels all its lines unless --n-sup
-        cfg["n_sup"] = None
+    # the scale distribution is set by one of three options: the one on the command line replaces the recipe's
+    scale_off = {"aug_scale_range": (1.0, 1.0), "aug_max_scale": None, "aug_scale_hung": False}
+    scale_given = [key for key in scale_off if given.get(key) not in (None, False)]
+    if len(scale_given) > 1:
+        names = " and ".join("--" + key.replace("_", "-") for key in scale_given)
+        raise ConfigError(f"{names} each set the scale augmentation; give only one of them")
+    if scale_given:
+        cfg.update({key: off for key, off in scale_off.items() if key != scale_given[0]})
     if given.get("num_classes", bundle.num_classes) != bundle.num_classes:
         raise ConfigError(f"--num-classes {given['num_classes']} does not match the {bundle.num_classes} classes of "
                           f"{dataset}; drop it (it is for --dataset=folder)")
     if cfg["bin_fill_holes"] and bundle.num_classes != 2:
         raise ConfigError(f"--bin-fill-holes needs a two-class dataset; {dataset} has {bundle.num_classes} classes")
+    if cfg["mix_partner"] == "batch" and cfg["batch_size"] * cfg["unsup_batch_ratio"] < 2:
+        raise ConfigError("--mix-partner batch pairs images within the unlabelled batch, which needs at least 2; "
+                          "raise --batch-size")
     cfg["num_classes"] = bundle.num_classes
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
@@ -182,15 +207,26 @@ def resolve_config(given: dict) -> dict:
     return cfg, bundle
 
 
+RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers"}  # what --resume may set
+
+
 def resume_config(given: dict):
-    """The saved configuration of the run in ``--out-dir``; only ``--iters`` may change (to extend it)."""
+    """The saved configuration of the run in ``--out-dir``; only ``--iters`` (to extend it) and where it runs
+    (``--device``, ``--threads``, ``--num-workers``) may change."""
     if given["out_dir"] is None:
         raise ConfigError("--resume needs --out-dir, the run directory to continue")
     path = Path(given["out_dir"]) / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume: {path} not found; start a new run instead")
+    changed = [key for key, value in given.items() if value is not None and key not in RESUME_OPTIONS]
+    if changed:
+        names = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise ConfigError(f"--resume continues the saved configuration in {path}; drop {names} (only --iters, "
+                          f"--device, --threads and --num-workers may be given)")
     cfg = {**GLOBAL_DEFAULTS, **json.loads(path.read_text())}  # options added since the run started: defaults
+    cfg.update({key: given[key] for key in ("device", "threads", "num_workers") if given[key] is not None})
     cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
+    check_device(cfg["device"])
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
             cfg[key] = tuple(cfg[key])
@@ -280,6 +316,16 @@ def rampup_factor(it: int, rampup: int) -> float:
     return math.exp(-5.0 * (1.0 - it / rampup) ** 2)
 
 
+def pair_within(batch: dict, rng: np.random.Generator) -> dict:
+    """``--mix-partner batch``: each image's partner is another image of the same batch, following one
+    random cycle through the batch, so that no image is mixed with itself."""
+    order = rng.permutation(len(batch["image"]))
+    partner = np.empty_like(order)
+    partner[order] = np.roll(order, -1)
+    index = torch.from_numpy(partner).to(batch["image"].device)
+    return {key: value.index_select(0, index) for key, value in batch.items()}
+
+
 # ----------------------------------------------------------------------------- outputs
 
 def prepare_out_dir(cfg: dict) -> Path:
@@ -292,6 +338,9 @@ def prepare_out_dir(cfg: dict) -> Path:
         if not cfg["overwrite"]:
             raise ConfigError(f"run directory {out} already exists; pass --overwrite to replace it, "
                               f"--resume to continue it, or choose another --out-dir")
+        if not (out / "config.json").is_file():  # --overwrite replaces runs, never other folders
+            raise ConfigError(f"--overwrite: {out} is not a run directory (it has no config.json), so it is left "
+                              f"as it is; choose another --out-dir")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -329,6 +378,20 @@ def save_checkpoint(path: Path, **state) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def torch_rng_state(device: torch.device) -> dict:
+    """The global torch RNG (and the device's, on CUDA): after initialisation it drives only dropout."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_torch_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def jsonable(cfg: dict) -> dict:
@@ -417,6 +480,9 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         mask_rng.bit_generator.state = ckpt["mask_rng"]
         start_iter = ckpt["iter"]
+        if cfg["iters"] <= start_iter:
+            raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations; "
+                              f"give --iters above {start_iter} to extend it")
     else:
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
@@ -428,12 +494,15 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
                                         cfg["num_workers"], start=start_iter * batch_size)
     unsup_streams = []
     if reg is not None:
-        n_streams = 2 if reg.needs_partner else 1  # the partner is a second, independent batch
+        n_streams = 2 if reg.needs_partner and cfg["mix_partner"] == "stream" else 1
         unsup_streams = [datapipe.stream_loader(unlabelled, params, unsup_batch_size, cfg["seed"], 1 + k, False,
                                                 mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size,
                                                 paired=reg.needs_views, offset_range=cfg["aug_offset_range"],
                                                 free_scale_rot=cfg["aug_free_scale_rot"])
                          for k in range(n_streams)]
+
+    if cfg["resume"] and "torch_rng" in ckpt:  # dropout's stream, where the checkpointed run left it
+        set_torch_rng_state(ckpt["torch_rng"], device)
 
     def to_device(batch):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -462,8 +531,9 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
     def save_state(done: int) -> None:
         save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
-                        optimizer=optimizer.state_dict(), mask_rng=mask_rng.bit_generator.state, iter=done,
-                        seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
+                        optimizer=optimizer.state_dict(), mask_rng=mask_rng.bit_generator.state,
+                        torch_rng=torch_rng_state(device), iter=done, seconds=seconds_before + time.time() - t0,
+                        config=jsonable(cfg))
 
     student.train()
     if mean_teacher is not None:  # the Π-model's teacher is the student, which stays in train mode
@@ -488,7 +558,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
             # consistency on unlabelled data
             if reg is not None:
                 batch = to_device(next(unsup_streams[0]))
-                partner = to_device(next(unsup_streams[1])) if reg.needs_partner else None
+                partner = None
+                if reg.needs_partner:  # a second, independent batch, or the same batch paired up anew
+                    partner = to_device(next(unsup_streams[1]) if len(unsup_streams) == 2 else
+                                        pair_within(batch, mask_rng))
                 cons, stats = reg(student, teacher, batch, partner)
                 loss = loss + cfg["cons_weight"] * rampup_factor(it, cfg["rampup"]) * cons
                 step_stats += [cons.detach(), torch.as_tensor(stats["conf_frac"], device=device).to(cons.dtype)]
@@ -608,9 +681,16 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 # schedule and batches
 @option("--iters", type=click.IntRange(min=1), help="training iterations [recipe; 40000]")
 @option("--eval-every", type=click.IntRange(min=0), help="evaluate every N iterations, 0 = only at the end")
+@option("--num-epochs", "--num_epochs", "num_epochs", type=click.IntRange(min=1),
+        help="the authors' spelling: --iters = num-epochs × iters-per-epoch, evaluating after each epoch")
+@option("--iters-per-epoch", "--iters_per_epoch", "iters_per_epoch", type=click.IntRange(min=1),
+        help="with --num-epochs (the paper: 40 × 1000)")
 @option("--batch-size", "--batch_size", "batch_size", type=click.IntRange(min=1), help="labelled batch [recipe]")
 @option("--unsup-batch-ratio", "--unsup_batch_ratio", "unsup_batch_ratio", type=click.IntRange(min=1),
         help="unlabelled batch = ratio × batch size [1]")
+@option("--mix-partner", type=click.Choice(["stream", "batch"]),
+        help="mixing regularizers' second image: from a second unlabelled batch (the authors') or another "
+        "image of the same batch [stream]")
 @option("--eval-batch-size", type=click.IntRange(min=1), help="evaluation batch (1 when image sizes differ)")
 @flag("bin-fill-holes", "bin_fill_holes", "fill holes in two-class predictions before scoring [recipe; off]",
       "bin_fill_holes")
@@ -664,8 +744,9 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("boxmask-fixed-aspect-ratio", "boxmask_fixed_aspect_ratio", "square boxes", "boxmask_fixed_aspect_ratio")
 @flag("boxmask-by-size", "boxmask_by_size", "proportion range gives side lengths, not area", "boxmask_by_size")
 @flag("boxmask-outside-bounds", "boxmask_outside_bounds", "boxes may leave the image", "boxmask_outside_bounds")
-@flag("boxmask-invert", "boxmask_invert", "boxes are 1 (the original's default); --boxmask-no-invert: boxes are 0",
-      "boxmask_invert")
+@option("--boxmask-invert/--no-boxmask-invert", "--boxmask_invert/--no_boxmask_invert", " /--boxmask-no-invert",
+        " /--boxmask_no_invert", "boxmask_invert",  # the original's switch is --boxmask_no_invert
+        help="boxes are 1 (the original's default); --boxmask-no-invert: boxes are 0")
 @option("--cowmix-sigma-range", "--cowmix_sigma_range", "cowmix_sigma_range",
         callback=range_checker(regularizers.cow_masks.parse_sigma_range),
         help="cowout/cowmix: Gaussian σ in px, s or a:b, drawn log-uniformly [4:16]")

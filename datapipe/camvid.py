@@ -33,8 +33,7 @@ RECIPE = {  # our choice, not the paper's
     "aug_scale_range": (0.75, 1.5),
     "aug_hflip": True,
     "batch_size": 10,
-    "optimizer": "adam",
-    "lr": 3e-5,
+    "optimizer": "adam",  # no lr: the network's own (DeepLab v2: 3e-5)
     "lr_sched": "none",
     "iters": 10000,
     "eval_every": 1000,

@@ -47,8 +47,7 @@ RECIPE = {
     "crop_size": (256, 512),
     "aug_hflip": True,
     "batch_size": 4,
-    "optimizer": "adam",
-    "lr": 3e-5,
+    "optimizer": "adam",  # no lr: the network's own (DeepLab v2: 3e-5, the paper's; others: Table 2's)
     "lr_sched": "none",
     "iters": 40000,
     "eval_every": 1000,

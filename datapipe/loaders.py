@@ -164,6 +164,13 @@ class Normalise:
         return batch
 
 
+def own_generator() -> torch.Generator:
+    """A generator for a DataLoader's one draw per iterator (its workers' base seed), so that creating a
+    loader leaves the global torch RNG alone: that RNG drives dropout, and a loader made for an
+    evaluation would otherwise shift the training's dropout masks (and a resumed run's)."""
+    return torch.Generator().manual_seed(0)
+
+
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
                   with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
                   offset_range: int = 16, free_scale_rot: bool = False):
@@ -177,7 +184,7 @@ def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed:
         views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
     loader = DataLoader(views, batch_size=batch_size, sampler=StreamSampler(len(dataset), seed, stream, start),
                         num_workers=num_workers, collate_fn=Normalise(mean, std),
-                        persistent_workers=num_workers > 0, drop_last=True)
+                        persistent_workers=num_workers > 0, drop_last=True, generator=own_generator())
     return iter(loader)
 
 
@@ -200,4 +207,4 @@ class FullImages(Dataset):
 def eval_loader(dataset: SegDataset, batch_size: int, mean, std, num_workers: int = 0) -> DataLoader:
     """Full images in order; use ``batch_size=1`` when image sizes differ."""
     return DataLoader(FullImages(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=Normalise(mean, std))
+                      collate_fn=Normalise(mean, std), generator=own_generator())

@@ -35,8 +35,7 @@ RECIPE = {
     "aug_scale_hung": True,  # scale 0.5–1.5 in steps of 0.1
     "aug_hflip": True,
     "batch_size": 10,
-    "optimizer": "adam",
-    "lr": 3e-5,
+    "optimizer": "adam",  # no lr: the network's own (supplement Table 2, whose values are Pascal's; DeepLab v2: 3e-5)
     "lr_sched": "none",
     "iters": 40000,
     "eval_every": 1000,

@@ -222,6 +222,29 @@ def test_folder_without_val_needs_n_val(tmp_path):
     assert final["eval_set"] == "held_out" and "test_miou" not in final
 
 
+def test_network_lr_and_scale_options_on_the_command_line_win_over_the_recipe(tmp_path):
+    voc, isic_root = make_voc(tmp_path / "voc"), make_isic(tmp_path / "isic")
+
+    def resolved(dataset, root, **given):
+        return train_seg_semisup.resolve_config({"dataset": dataset, "data_dir": str(root), **given})[0]
+
+    # Pascal: each network's own lr (supplement Table 2's values are Pascal's); ISIC keeps its SGD lr
+    assert resolved("pascal_aug", voc)["lr"] == 3e-5
+    assert resolved("pascal_aug", voc, arch="deeplabv3plus_resnet101")["lr"] == 1e-5
+    assert resolved("pascal_aug", voc, arch="pspnet_resnet101")["lr"] == 1e-4
+    assert resolved("isic2017", isic_root, arch="unet_small")["lr"] == 0.05
+    # the scale augmentation: the option given replaces the recipe's (Pascal: Hung's steps; ISIC: max scale)
+    params = train_seg_semisup.aug_params(resolved("pascal_aug", voc))
+    assert (params.scale_range, params.scale_step) == ((0.5, 1.5), 0.1)
+    for dataset, root in [("pascal_aug", voc), ("isic2017", isic_root)]:
+        params = train_seg_semisup.aug_params(resolved(dataset, root, aug_scale_range=(0.8, 1.2)))
+        assert (params.scale_range, params.scale_step) == ((0.8, 1.2), 0.0)
+    params = train_seg_semisup.aug_params(resolved("pascal_aug", voc, aug_max_scale=1.25))
+    assert (params.scale_range, params.scale_step) == ((0.8, 1.25), 0.0)
+    fails_one_line(["--dataset", "pascal_aug", "--data-dir", str(voc), "--aug-scale-range", "0.8,1.2",
+                    "--aug-max-scale", "1.1"], "--aug-scale-range and --aug-max-scale each set the scale")
+
+
 @pytest.mark.parametrize("module", [pascal, cityscapes, isic, camvid, folder, fashion_canvas])
 def test_recipes_only_set_known_options(module):
     unknown = set(module.RECIPE) - set(train_seg_semisup.GLOBAL_DEFAULTS) - {"reg_weights"}

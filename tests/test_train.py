@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -58,6 +59,59 @@ def test_option_aliases_and_precedence(tmp_path):
     assert config["arch"] == "unet_small" and config["crop_size"] == [64, 64]  # from the synthetic recipe
 
 
+def test_authors_option_spellings(tmp_path):
+    out = tmp_path / "run"
+    no_iters = TINY[: TINY.index("--iters")] + TINY[TINY.index("--iters") + 4:]  # drops --iters and --eval-every
+    result = run([*no_iters, "--num_epochs", "2", "--iters_per_epoch", "3", "--boxmask_no_invert", "--out-dir",
+                  str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["iters"], config["eval_every"], config["boxmask_invert"]) == (6, 3, False)
+    assert [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+    run([*TINY, "--boxmask-no-invert", "--iters", "1", "--out-dir", str(tmp_path / "b")])
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["boxmask_invert"] is False
+
+
+def test_overwrite_replaces_a_run_but_no_other_folder(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--overwrite", "--out-dir", str(out)])
+    assert result.exit_code == 1 and "not a run directory" in result.output and "Traceback" not in result.output
+    assert (out / "notes.txt").read_text() == "keep me"
+    run_dir = tmp_path / "run"
+    assert run([*TINY, "--iters", "1", "--out-dir", str(run_dir)]).exit_code == 0
+    assert run([*TINY, "--iters", "2", "--overwrite", "--out-dir", str(run_dir)]).exit_code == 0
+    assert json.loads((run_dir / "final.json").read_text())["iters"] == 2
+
+
+def test_resume_refuses_changed_options_and_nothing_to_do(tmp_path):
+    out = tmp_path / "run"
+    assert run([*TINY, "--out-dir", str(out)]).exit_code == 0
+    before = (out / "metrics.jsonl").read_text()
+    for args, message in [(["--lr", "0.1"], "drop --lr"), (["--iters", "4"], "give --iters above 4"),
+                          (["--iters", "2"], "already trained 4 iterations")]:
+        result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--out-dir", str(out), *args])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+def test_mixing_partner_from_the_same_batch(tmp_path):
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7):
+        batch = {"image": torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 4, 4),
+                 "valid": torch.ones(n, 1, 4, 4)}
+        for _ in range(20):
+            partner = train_seg_semisup.pair_within(batch, rng)["image"][:, 0, 0, 0].long()
+            assert sorted(partner.tolist()) == list(range(n))  # every image is someone's partner once
+            assert (partner != torch.arange(n)).all()  # and never its own
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", "cutmix", "--mix-partner", "batch", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["mix_partner"] == "batch"
+
+
 def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -76,6 +130,9 @@ def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
     (["--device", "nonsense"], "unknown --device 'nonsense'"),
     (["--device", "meta"], "not supported: --device meta"),
     (["--device", "cuda:7"], "--device cuda:7"),
+    (["--num-epochs", "2"], "--num-epochs and --iters-per-epoch go together"),
+    (["--num-epochs", "2", "--iters-per-epoch", "2"], "not both"),
+    (["--mix-partner", "batch", "--batch-size", "1"], "needs at least 2"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args])
@@ -95,6 +152,32 @@ def test_seed_reproduces_and_resume_is_exact(tmp_path):
         torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
     metrics_c = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert [m["iter"] for m in metrics_c] == [2, 4]
+
+
+def with_dropout(monkeypatch):
+    """Networks built by the script get dropout on their output (as DeepLab v3+, PSPNet and the
+    DenseNet U-Net have inside): its masks come from the global torch RNG, not the loop's generators."""
+    build = architectures.build_arch
+
+    def build_with_dropout(*args, **kwargs):
+        net = build(*args, **kwargs)
+        net.register_forward_hook(lambda module, inputs, out: torch.nn.functional.dropout(out, 0.5, module.training))
+        return net
+
+    monkeypatch.setattr(train_seg_semisup.architectures, "build_arch", build_with_dropout)
+
+
+def test_dropout_networks_resume_exactly_and_evaluations_do_not_change_training(tmp_path, monkeypatch):
+    with_dropout(monkeypatch)
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0"]
+    run([*args, "--out-dir", str(tmp_path / "a")])
+    run([*args, "--eval-every", "0", "--out-dir", str(tmp_path / "b")])
+    run([*args, "--iters", "2", "--out-dir", str(tmp_path / "c")])
+    assert run(["--resume", "--iters", "4", "--out-dir", str(tmp_path / "c")]).exit_code == 0
+    states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"] for r in "abc"]
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
+        torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
 
 
 def test_pi_model_and_saved_outputs(tmp_path):

@@ -223,7 +223,12 @@ def resume_config(given: dict):
         names = ", ".join("--" + key.replace("_", "-") for key in changed)
         raise ConfigError(f"--resume continues the saved configuration in {path}; drop {names} (only --iters, "
                           f"--device, --threads and --num-workers may be given)")
-    cfg = {**GLOBAL_DEFAULTS, **json.loads(path.read_text())}  # options added since the run started: defaults
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"--resume: cannot read {path} ({err}); the run cannot be continued, start a new "
+                          f"one") from None
+    cfg = {**GLOBAL_DEFAULTS, **saved}  # options added since the run started: defaults
     cfg.update({key: given[key] for key in ("device", "threads", "num_workers") if given[key] is not None})
     cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
     check_device(cfg["device"])
@@ -328,12 +333,15 @@ def pair_within(batch: dict, rng: np.random.Generator) -> dict:
 
 # ----------------------------------------------------------------------------- outputs
 
-def prepare_out_dir(cfg: dict) -> Path:
+def check_out_dir(cfg: dict) -> Path:
+    """The run directory, refused if it cannot be used; nothing is deleted or written yet."""
     out = Path(cfg["out_dir"])
     if cfg["resume"]:
         if not (out / "checkpoint.pt").is_file():
             raise ConfigError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; start a new run instead")
         return out
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out-dir {out} is a file; choose a directory")
     if out.exists() and any(out.iterdir()):
         if not cfg["overwrite"]:
             raise ConfigError(f"run directory {out} already exists; pass --overwrite to replace it, "
@@ -341,9 +349,18 @@ def prepare_out_dir(cfg: dict) -> Path:
         if not (out / "config.json").is_file():  # --overwrite replaces runs, never other folders
             raise ConfigError(f"--overwrite: {out} is not a run directory (it has no config.json), so it is left "
                               f"as it is; choose another --out-dir")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def start_out_dir(out: Path) -> None:
+    """Replace (``--overwrite``, checked by ``check_out_dir``) or create the run directory: called once
+    every input has been read and checked, so that a bad option never costs the run it would replace."""
+    if out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create --out-dir {out} ({err.strerror}); choose another directory") from None
 
 
 def check_device(name: str) -> None:
@@ -372,6 +389,14 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # a damaged file can fail anywhere in torch.load's unpickler
+        raise ConfigError(f"--resume: cannot read {path} ({type(err).__name__}); the run cannot be continued "
+                          f"from it, start a new one") from None
 
 
 def save_checkpoint(path: Path, **state) -> None:
@@ -434,7 +459,7 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
 # ----------------------------------------------------------------------------- training
 
 def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
-    out = prepare_out_dir(cfg)
+    out = check_out_dir(cfg)
     device = torch.device(cfg["device"])
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -474,7 +499,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
     start_iter = 0
     if cfg["resume"]:
-        ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=False)
+        ckpt = read_checkpoint(out / "checkpoint.pt", device)
         student.load_state_dict(ckpt["student"])
         teacher.load_state_dict(ckpt["teacher"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -483,9 +508,6 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
         if cfg["iters"] <= start_iter:
             raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations; "
                               f"give --iters above {start_iter} to extend it")
-    else:
-        write_json(out / "config.json", jsonable(cfg))
-        write_json(out / "split.json", split.as_dict())
 
     params = aug_params(cfg)
     mean, std = student.mean, student.std
@@ -511,6 +533,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
                 batch[key] = batch[key].contiguous(memory_format=memory_format)
         return batch
 
+    if not cfg["resume"]:  # every input is read and checked: now the run directory may be replaced
+        start_out_dir(out)
+        write_json(out / "config.json", jsonable(cfg))
+        write_json(out / "split.json", split.as_dict())
     seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
     t0 = time.time()
     # training means since the last evaluation, summed on the device: no host sync per iteration
@@ -610,7 +636,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 
-def parse_pair(kind):
+def parse_pair(kind, what: str):
+    """A click callback for ``a`` or ``a,b``: two positive numbers, ``a`` ≤ ``b`` for a range."""
     def parse(ctx, param, value):
         if value is None:
             return None
@@ -620,6 +647,10 @@ def parse_pair(kind):
             parts = []
         if len(parts) not in (1, 2):
             raise click.BadParameter(f"expected one value or two separated by ',', got {value!r}")
+        if min(parts) <= 0:
+            raise click.BadParameter(f"{what} must be positive, got {value!r}")
+        if what == "a scale range" and parts[0] > parts[-1]:
+            raise click.BadParameter(f"expected low,high with low <= high, got {value!r}")
         return (parts[0], parts[-1])
 
     return parse
@@ -695,11 +726,12 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("bin-fill-holes", "bin_fill_holes", "fill holes in two-class predictions before scoring [recipe; off]",
       "bin_fill_holes")
 # augmentation
-@option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int), help="crop H,W [recipe]")
-@option("--aug-scale-range", callback=parse_pair(float), help="random scale low,high [recipe]")
+@option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int, "a crop size"),
+        help="crop H,W [recipe]")
+@option("--aug-scale-range", callback=parse_pair(float, "a scale range"), help="random scale low,high [recipe]")
 @flag("aug-scale-hung", "aug_scale_hung", "scale 0.5–1.5 in steps of 0.1 (Hung et al.; Pascal)", "aug_scale_hung")
-@option("--aug-max-scale", "--aug_max_scale", "aug_max_scale", type=float, help="scale in [1/s, s]")
-@option("--aug-rot-mag", "--aug_rot_mag", "aug_rot_mag", type=float, help="rotation ±degrees [0]")
+@option("--aug-max-scale", "--aug_max_scale", "aug_max_scale", type=click.FloatRange(min=1), help="scale in [1/s, s]")
+@option("--aug-rot-mag", "--aug_rot_mag", "aug_rot_mag", type=click.FloatRange(0, 180), help="rotation ±degrees [0]")
 @flag("aug-hflip", "aug_hflip", "random horizontal flips", "aug_hflip")
 @flag("aug-vflip", "aug_vflip", "random vertical flips", "aug_vflip")
 @flag("aug-hvflip", "aug_hvflip", "random diagonal flips (transpose)", "aug_hvflip")
@@ -710,13 +742,15 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("keep-freed-memory", "keep_freed_memory",
       "glibc malloc keeps freed memory for the next step instead of returning it to the kernel [on]; "
       "--no-keep-freed-memory: the C library's default (page faults every step)")
-@option("--lr", "--learning_rate", "lr", type=float, help="learning rate of new layers [recipe; network default]")
+@option("--lr", "--learning_rate", "lr", type=click.FloatRange(min=0, min_open=True),
+        help="learning rate of new layers [recipe; network default]")
 @option("--lr-sched", "--lr_sched", "lr_sched", type=click.Choice(["none", "stepped", "cosine", "poly"]),
         help="learning-rate schedule [none]")
-@option("--momentum", "--sgd_momentum", "momentum", type=float, help="SGD momentum [0.9]")
+@option("--momentum", "--sgd_momentum", "momentum", type=click.FloatRange(0, 1, max_open=True),
+        help="SGD momentum [0.9]")
 @flag("nesterov", "nesterov", "Nesterov momentum (SGD)", "sgd_nesterov")
-@option("--weight-decay", "--sgd_weight_decay", "weight_decay", type=float, help="weight decay [0]")
-@option("--pretrained-lr-scale", type=float, help="lr factor of pretrained layers [0.1]")
+@option("--weight-decay", "--sgd_weight_decay", "weight_decay", type=click.FloatRange(min=0), help="weight decay [0]")
+@option("--pretrained-lr-scale", type=click.FloatRange(min=0), help="lr factor of pretrained layers [0.1]")
 # network
 @flag("pretrained", "pretrained", "ImageNet-pretrained backbone [on where the network has one]")
 @option("--weights", type=click.Path(dir_okay=False), help="state dict to start from (network or backbone)")

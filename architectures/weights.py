@@ -47,7 +47,9 @@ def _one_line(text: object, limit: int = 200) -> str:
 
 # Everything that can go wrong while fetching or reading a checkpoint: no network or blocked proxy
 # (URLError and socket errors are OSErrors), a hash mismatch (RuntimeError), a truncated file.
-_READ_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError)
+# what torch.load raises on a file that is not a checkpoint: its unpickler reads arbitrary bytes as opcodes,
+# so a text file can also end in a KeyError or IndexError of the unpickler's memo/stack
+_READ_ERRORS = (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, IndexError, ValueError)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -81,6 +81,12 @@ def test_overwrite_replaces_a_run_but_no_other_folder(tmp_path):
     assert (out / "notes.txt").read_text() == "keep me"
     run_dir = tmp_path / "run"
     assert run([*TINY, "--iters", "1", "--out-dir", str(run_dir)]).exit_code == 0
+    kept = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    # a bad input found after the options were parsed (a split file, weights) leaves the run to replace alone
+    for args in (["--split-file", str(tmp_path / "missing.txt")], ["--weights", str(tmp_path / "mine" / "notes.txt")]):
+        result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--overwrite", "--out-dir", str(run_dir)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == kept
     assert run([*TINY, "--iters", "2", "--overwrite", "--out-dir", str(run_dir)]).exit_code == 0
     assert json.loads((run_dir / "final.json").read_text())["iters"] == 2
 
@@ -95,6 +101,11 @@ def test_resume_refuses_changed_options_and_nothing_to_do(tmp_path):
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert (out / "metrics.jsonl").read_text() == before
+    for damaged in ("checkpoint.pt", "config.json"):
+        (out / damaged).write_bytes((out / damaged).read_bytes()[:100])
+        result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--iters", "6", "--out-dir", str(out)])
+        assert result.exit_code == 1 and f"cannot read {out / damaged}" in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_mixing_partner_from_the_same_batch(tmp_path):
@@ -133,6 +144,10 @@ def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
     (["--num-epochs", "2"], "--num-epochs and --iters-per-epoch go together"),
     (["--num-epochs", "2", "--iters-per-epoch", "2"], "not both"),
     (["--mix-partner", "batch", "--batch-size", "1"], "needs at least 2"),
+    (["--crop-size", "0,0"], "a crop size must be positive"),
+    (["--aug-scale-range", "2,1"], "low <= high"),
+    (["--aug-max-scale", "0.5"], "x>=1"),
+    (["--lr", "0"], "x>0"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args])

@@ -636,8 +636,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
 # ----------------------------------------------------------------------------- command line
 
-def parse_pair(kind, what: str):
-    """A click callback for ``a`` or ``a,b``: two positive numbers, ``a`` ≤ ``b`` for a range."""
+def parse_pair(kind, what: str, ordered: bool = False):
+    """A click callback for ``a`` or ``a,b``: positive numbers (``a`` ≤ ``b`` if ``ordered``)."""
     def parse(ctx, param, value):
         if value is None:
             return None
@@ -649,7 +649,7 @@ def parse_pair(kind, what: str):
             raise click.BadParameter(f"expected one value or two separated by ',', got {value!r}")
         if min(parts) <= 0:
             raise click.BadParameter(f"{what} must be positive, got {value!r}")
-        if what == "a scale range" and parts[0] > parts[-1]:
+        if ordered and parts[0] > parts[-1]:
             raise click.BadParameter(f"expected low,high with low <= high, got {value!r}")
         return (parts[0], parts[-1])
 
@@ -728,7 +728,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 # augmentation
 @option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int, "a crop size"),
         help="crop H,W [recipe]")
-@option("--aug-scale-range", callback=parse_pair(float, "a scale range"), help="random scale low,high [recipe]")
+@option("--aug-scale-range", callback=parse_pair(float, "a scale range", ordered=True),
+        help="random scale low,high [recipe]")
 @flag("aug-scale-hung", "aug_scale_hung", "scale 0.5–1.5 in steps of 0.1 (Hung et al.; Pascal)", "aug_scale_hung")
 @option("--aug-max-scale", "--aug_max_scale", "aug_max_scale", type=click.FloatRange(min=1), help="scale in [1/s, s]")
 @option("--aug-rot-mag", "--aug_rot_mag", "aug_rot_mag", type=click.FloatRange(0, 180), help="rotation ±degrees [0]")

@@ -14,6 +14,7 @@ Supplement B of French et al., "Semi-supervised semantic segmentation needs stro
     python patch_distances.py maps --dataset synthetic --index 3 --patch-size 15 --patch-size 31
     python patch_distances.py maps --image frankfurt.png --label frankfurt_labelTrainIds.png
     python patch_distances.py triplets --dataset synthetic --n-anchors 200 --search-images 500
+    python patch_distances.py triplets --dataset folder --data-dir data/mine --num-classes 5 --n-anchors 200
     python patch_distances.py triplets --dataset cityscapes --data-dir data/cityscapes --chunk 3/40 --out-dir runs/pd
     python patch_distances.py merge --out-dir runs/pd                     # all chunks → triplets.json + histogram
 
@@ -514,7 +515,10 @@ def check_outputs(out_dir: Path, names: list[str], overwrite: bool) -> None:
     existing = [n for n in names if (out_dir / n).is_file() and (out_dir / n).stat().st_size > 0]
     if existing and not overwrite:
         fail(f"{out_dir / existing[0]} exists (and {len(existing) - 1} more); pass --overwrite to replace them")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create --out-dir {out_dir} ({exc.strerror}); choose a folder you can write to")
 
 
 def check_patch_size(p: int, height: int, width: int, pair: bool) -> None:
@@ -525,13 +529,17 @@ def check_patch_size(p: int, height: int, width: int, pair: bool) -> None:
         fail(f"--patch-size {p} is too large for the {height}x{width} image (needs at least {need} pixels per side)")
 
 
-def open_dataset(name: str, data_dir: str | None, split: str):
+def open_dataset(name: str, data_dir: str | None, split: str, num_classes: int | None, ignore_index: int | None):
+    """One split of a registry dataset; ``num_classes`` and ``ignore_index`` describe a ``folder`` dataset."""
     try:
-        bundle = build_dataset(name, data_dir=data_dir)
+        bundle = build_dataset(name, data_dir=data_dir, num_classes=num_classes, ignore_index=ignore_index)
     except KeyError as exc:
         fail(str(exc.args[0]))
     except DataError as exc:
         fail(str(exc))
+    if num_classes not in (None, bundle.num_classes):
+        fail(f"--num-classes {num_classes} does not match the {bundle.num_classes} classes of {name}; drop it (it is "
+             f"for --dataset folder)")
     dataset = getattr(bundle, split)
     if dataset is None or len(dataset) == 0:
         fail(f"dataset {name!r} has no {split} images")
@@ -539,14 +547,20 @@ def open_dataset(name: str, data_dir: str | None, split: str):
 
 
 def read_image_file(path: Path, mode: str) -> np.ndarray:
+    """An RGB image (mode "image") or a label image of class indices (mode "label"; a 1-bit image gives 0/1)."""
     if not path.is_file():
         fail(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            if mode == "label" and im.mode not in ("L", "P", "I", "I;16"):
-                fail(f"{path}: a label image must be single-channel (mode L or P), got mode {im.mode}")
-            return np.asarray(im.convert("RGB")) if mode == "image" else np.asarray(im)
-    except OSError as exc:
+            if mode == "image":
+                return np.asarray(im.convert("RGB"))
+            if im.mode == "1":
+                return np.asarray(im, np.uint8)  # black = class 0, white = class 1 (255 would mean ignored)
+            if im.mode not in ("L", "P", "I", "I;16"):
+                fail(f"{path}: a label image must be single-channel (mode 1, L, P or I), got mode {im.mode}; save "
+                     "the class indices as a greyscale or palette PNG")
+            return np.asarray(im)
+    except (OSError, Image.DecompressionBombError) as exc:
         fail(f"cannot read {path}: {exc}")
 
 
@@ -560,6 +574,16 @@ def cli():
 
 
 DATASET_HELP = "a dataset of the registry (datapipe), e.g. synthetic"
+folder_options = [
+    click.option("--num-classes", type=click.IntRange(min=2), help="folder: number of classes (labels 0 … C−1)"),
+    click.option("--ignore-index", type=click.IntRange(0, 255), help="folder: label value to ignore [255]"),
+]
+
+
+def with_folder_options(fn):
+    for option in reversed(folder_options):
+        fn = option(fn)
+    return fn
 
 
 @cli.command("maps")
@@ -569,15 +593,19 @@ DATASET_HELP = "a dataset of the registry (datapipe), e.g. synthetic"
 @click.option("--index", type=click.IntRange(min=0), default=0, show_default=True, help="sample of --dataset")
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
 @click.option("--data-dir", "--data_dir", "data_dir", type=click.Path(), help="dataset root (if it needs one)")
+@with_folder_options
 @click.option("--patch-size", "patch_sizes", type=int, multiple=True, default=(15, 225), show_default=True,
               help="odd patch side in pixels; repeat for several")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="default runs/patch-maps-<dataset>-<split>-<index> or runs/patch-maps-<image stem>")
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
-def maps_command(image_path, label_path, dataset, index, split, data_dir, patch_sizes, out_dir, overwrite):
+def maps_command(image_path, label_path, dataset, index, split, data_dir, num_classes, ignore_index, patch_sizes,
+                 out_dir, overwrite):
     """Maps of the L2 distance between patches centred on neighbouring pixels (supplement B.1)."""
     if (image_path is None) == (dataset is None):
         fail("give either --image PATH (with an optional --label PATH) or --dataset NAME --index I")
+    if image_path is not None and (num_classes, ignore_index) != (None, None):
+        fail("--num-classes and --ignore-index describe a --dataset folder; drop them with --image")
     if image_path is not None:
         image = read_image_file(image_path, "image")
         label = read_image_file(label_path, "label") if label_path is not None else None
@@ -586,7 +614,7 @@ def maps_command(image_path, label_path, dataset, index, split, data_dir, patch_
         source = {"image": str(image_path), "label": None if label_path is None else str(label_path)}
         default_dir = Path("runs") / f"patch-maps-{image_path.stem}"
     else:
-        data = open_dataset(dataset, data_dir, split)
+        data = open_dataset(dataset, data_dir, split, num_classes, ignore_index)
         if index >= len(data):
             fail(f"--index {index}: the {split} set of {dataset!r} has {len(data)} images")
         try:
@@ -625,6 +653,7 @@ def maps_command(image_path, label_path, dataset, index, split, data_dir, patch_
 @click.option("--dataset", required=True, help=DATASET_HELP)
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True)
 @click.option("--data-dir", "--data_dir", "data_dir", type=click.Path(), help="dataset root (if it needs one)")
+@with_folder_options
 @click.option("--n-anchors", "--n_anchors", type=click.IntRange(min=1), default=1000, show_default=True,
               help="the paper used 1000 on Cityscapes")
 @click.option("--patch-size", type=int, default=15, show_default=True, help="odd patch side in pixels")
@@ -636,14 +665,14 @@ def maps_command(image_path, label_path, dataset, index, split, data_dir, patch_
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
               help="default runs/patch-triplets-<dataset>-p<size>-n<anchors>-s<seed>")
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True)
-def triplets_command(dataset, split, data_dir, n_anchors, patch_size, seed, search_images, chunk, threads,
-                     out_dir, overwrite):
+def triplets_command(dataset, split, data_dir, num_classes, ignore_index, n_anchors, patch_size, seed, search_images,
+                     chunk, threads, out_dir, overwrite):
     """Anchor/negative pairs across class boundaries and their nearest same-class patch elsewhere (B.2)."""
     try:
         i, k = parse_chunk(chunk, n_anchors)
     except DataError as exc:
         fail(str(exc))
-    data = open_dataset(dataset, data_dir, split)
+    data = open_dataset(dataset, data_dir, split, num_classes, ignore_index)
     if len(data) < 2:
         fail(f"the {split} set of {dataset!r} has {len(data)} image; the search needs at least 2")
     if not data.has_labels:
@@ -655,7 +684,8 @@ def triplets_command(dataset, split, data_dir, n_anchors, patch_size, seed, sear
     out_dir = out_dir or Path("runs") / f"patch-triplets-{dataset}-p{patch_size}-n{n_anchors}-s{seed}"
     names = [f"triplets_chunk{i}of{k}.json"] if k > 1 else [TRIPLETS_JSON, TRIPLETS_PNG]
     check_outputs(out_dir, names, overwrite)
-    config = {"dataset": dataset, "split": split, "data_dir": data_dir, "n_anchors": n_anchors,
+    config = {"dataset": dataset, "split": split, "data_dir": data_dir, "num_classes": num_classes,
+              "ignore_index": ignore_index, "n_anchors": n_anchors,
               "patch_size": patch_size, "seed": seed, "search_images": search_images, "chunk": [i, k]}
     start = time.perf_counter()
     try:
@@ -685,6 +715,25 @@ def report(result: dict, path: Path) -> None:
                f"median |N-A|/|P-A| = {median}; wrote {path}")
 
 
+def read_chunk(path: Path) -> dict:
+    """A JSON written by `triplets --chunk i/k`, checked for everything merge reads."""
+    if not path.is_file():
+        fail(f"{path} does not exist; pass the triplets_chunk*of*.json files of a `triplets --chunk i/k` run")
+    try:
+        result = json.loads(path.read_text())
+        i, k = result["config"]["chunk"]
+        problem = next((f"no {key!r} entry" for key in ("triplets", "seconds") if key not in result), None)
+        if problem is None and not (isinstance(i, int) and isinstance(k, int) and 1 <= i <= k):
+            problem = f"chunk {i}/{k} is not i/k with 1 <= i <= k"
+        if problem is None and not all({"ratio", "d_neg", "d_pos"} <= set(t) for t in result["triplets"]):
+            problem = "a triplet lacks ratio, d_neg or d_pos"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        fail(f"{path}: not a triplets chunk file ({problem}); pass the files a `triplets --chunk i/k` run wrote")
+    return result
+
+
 @cli.command("merge")
 @click.argument("chunk_files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -697,11 +746,8 @@ def merge_command(chunk_files, out_dir, overwrite):
         fail(f"no triplets_chunk*of*.json files in {out_dir}; pass the chunk files as arguments")
     chunks = {}
     for path in files:
-        try:
-            result = json.loads(path.read_text())
-            i, k = result["config"]["chunk"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            fail(f"{path}: not a triplets chunk file ({exc})")
+        result = read_chunk(path)
+        i, k = result["config"]["chunk"]
         if (i, k) in chunks:
             fail(f"{path}: chunk {i}/{k} given twice")
         chunks[i, k] = result

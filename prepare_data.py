@@ -145,7 +145,7 @@ def load_numpy_pickle(path: Path):
 
 
 def order_from_permutation(perm, names: list[str], source: str) -> list[str]:
-    """``names`` in the order of ``perm`` (a 1-D integer array of distinct indices into ``names``)."""
+    """``names`` in the order of ``perm`` (a permutation of range(len(names)): 1-D, integer, each index once)."""
     if not isinstance(perm, np.ndarray):
         raise DataCommandError(f"{source} holds a {type(perm).__name__}; expected a numpy integer array "
                                f"(a permutation of the {len(names)} training names)")
@@ -157,6 +157,9 @@ def order_from_permutation(perm, names: list[str], source: str) -> list[str]:
                                f"names; pass the list it was made for (train_aug.txt)")
     if len(np.unique(perm)) != len(perm):
         raise DataCommandError(f"{source} repeats indices; expected a permutation")
+    if len(perm) != len(names):
+        raise DataCommandError(f"{source} holds {len(perm)} indices but the training list has {len(names)} names; "
+                               f"pass the list it is a permutation of (train_aug.txt)")
     return [names[i] for i in perm]
 
 
@@ -257,16 +260,31 @@ def check(dataset, data_dir, num_classes, ignore_index):
 @click.option("--train-list", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="the list the permutation indexes (train_aug.txt, 10,582 names)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="text order file")
-def splits(pickle_path, train_list, out):
+@click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="replace an existing --out file")
+def splits(pickle_path, train_list, out, overwrite):
     """Convert the authors' split_0.pkl (a numpy permutation of train_aug.txt) to a text order file."""
     if not train_list.is_file():
         raise DataCommandError(f"training list {train_list} not found; pass train_aug.txt")
-    names = [line.split()[0] for line in train_list.read_text().splitlines() if line.strip()]
+    for option, given in (("--train-list", train_list), ("the pickle", pickle_path)):
+        if out.resolve() == given.resolve():
+            raise DataCommandError(f"--out {out} is {option} itself; choose another file for the order")
+    try:
+        names = [line.split()[0] for line in train_list.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise DataCommandError(f"training list {train_list} is not a text file; pass train_aug.txt "
+                               f"(one name per line)") from None
+    except OSError as err:
+        raise DataCommandError(f"cannot read training list {train_list} ({err.strerror}); pass train_aug.txt") from None
     names = [Path(n).stem for n in names]
-    order = order_from_permutation(load_numpy_pickle(pickle_path), names, str(pickle_path))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(order) + "\n")
-    click.echo(f"wrote {len(order)} names to {out}; the first N lines are the labelled images (--split-file)")
+    text = "\n".join(order_from_permutation(load_numpy_pickle(pickle_path), names, str(pickle_path))) + "\n"
+    if out.is_file() and not overwrite and out.read_bytes() != text.encode():  # the same order again is harmless
+        raise DataCommandError(f"--out {out} exists with other contents; pass --overwrite to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as err:
+        raise DataCommandError(f"cannot write --out {out} ({err.strerror}); choose a folder you can write to") from None
+    click.echo(f"wrote {len(names)} names to {out}; the first N lines are the labelled images (--split-file)")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ the distance map to the true boundary (`--dist-contour-range 4`) succeed again.
 
     python toy2d.py train --out-dir runs/toy2d-mt-gap                      # one experiment
     python toy2d.py figure1 --out-dir runs/toy2d-figure1                   # the four panels of Figure 1
-    python toy2d.py make-boundary                                          # re-create toy2d_boundary.png
-    python toy2d.py make-boundary --kind curve                             # re-create toy2d_curve.png
+    python toy2d.py make-boundary --overwrite                              # re-create toy2d_boundary.png
+    python toy2d.py make-boundary --kind curve --overwrite                 # re-create toy2d_curve.png
 
 Self-contained (numpy, scipy, torch, OpenCV, Pillow, click): copy this file alone and it works.
 
@@ -101,17 +101,34 @@ def make_curve_boundary(seed: int = DEFAULT_CURVE_SEED, size: int = 512, share: 
     return below > 0.5 * (lo + hi)
 
 
+# 16-bit greyscale images (Pillow opens 16-bit PNGs as I;16, older versions as I): mode -> white
+WHITE_16BIT = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
 def load_boundary_image(path) -> np.ndarray:
-    """Read any image as greyscale in [0, 1] and threshold at 0.5: (H, W) bool, True = class 1."""
+    """Read any image as greyscale in [0, 1] (divided by its white: 255, or 65535 for 16 bits) and threshold
+    at 0.5: (H, W) bool, True = class 1. An image of one class only is refused."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"boundary image {path} is a directory; pass an image file (img:PATH)")
     if not path.is_file():
-        raise ValueError(f"boundary image not found: {path}")
+        raise ValueError(f"boundary image not found: {path}; pass an existing image file (img:PATH)")
     try:
         with Image.open(path) as im:
-            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+            if im.mode in WHITE_16BIT:
+                grey = np.asarray(im, dtype=np.float64) / WHITE_16BIT[im.mode]
+            else:
+                grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError:
+        raise ValueError(f"boundary image {path} has more pixels than Pillow reads safely; shrink it (the "
+                         "shipped images are 512x512)") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read boundary image {path}: {exc}") from None
-    return grey >= 0.5
+        raise ValueError(f"cannot read boundary image {path} ({exc}); pass a PNG or JPEG, white = class 1") from None
+    image = grey >= 0.5
+    if image.all() or not image.any():
+        raise ValueError(f"{path}: the boundary image must contain both classes (pixels >= 0.5 and < 0.5); "
+                         "draw class 1 in white on black")
+    return image
 
 
 def make_spiral_image(size: int = 512, turns: float = 1.75) -> np.ndarray:
@@ -173,7 +190,7 @@ def image_samples(
     kept = erode_classes(image, erode_radius)
     for cls in (0, 1):
         if not (kept & (image == bool(cls))).any():
-            raise ValueError(f"{option} {erode_radius:g} leaves no pixel of class {cls}")
+            raise ValueError(f"{option} {erode_radius:g} leaves no pixel of class {cls}; use a smaller {option}")
     rows, cols = np.nonzero(kept)
     pos = np.stack([cols, rows], axis=1) + 0.5
     pos = pos + rng.normal(0.0, noise_std, size=pos.shape)
@@ -186,7 +203,7 @@ def choose_labelled(labels: np.ndarray, n_sup: int, balance: bool, rng: np.rando
     replacement within each class. Returns sorted (n_sup,) int64."""
     classes, counts = np.unique(labels, return_counts=True)
     if n_sup > labels.size:
-        raise ValueError(f"--n-sup {n_sup} is more than the {labels.size} samples")
+        raise ValueError(f"--n-sup {n_sup} is more than the {labels.size} samples; use a smaller --n-sup")
     if balance:
         per_class = np.full(classes.size, n_sup // classes.size)
         per_class[: n_sup % classes.size] += 1
@@ -195,7 +212,8 @@ def choose_labelled(labels: np.ndarray, n_sup: int, balance: bool, rng: np.rando
         per_class = np.floor(share).astype(int)
         per_class[np.argsort(per_class - share)[: n_sup - per_class.sum()]] += 1
     if (per_class > counts).any():
-        raise ValueError(f"cannot choose {per_class.tolist()} labelled points from classes of {counts.tolist()}")
+        raise ValueError(f"cannot choose {per_class.tolist()} labelled points from classes of {counts.tolist()} "
+                         "samples; use a smaller --n-sup")
     chosen = [
         rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in zip(classes, per_class, strict=True)
     ]
@@ -604,7 +622,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
     n_all, n_sup, bs = x_all.shape[0], x_sup.shape[0], cfg.batch_size
     n_iters = n_all // bs + (n_all % bs > 1)  # a last batch of one sample is dropped (BatchNorm)
     if n_iters == 0:
-        raise ValueError(f"need at least 2 samples, have {n_all}")
+        raise ValueError(f"need at least 2 samples, have {n_all}; use a smaller --erode-radius")
 
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.write_text("")
@@ -736,10 +754,14 @@ D = ToyConfig()
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise click.UsageError(f"--out-dir {out_dir} exists and is not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise click.UsageError(f"--out-dir {out_dir} exists and is not empty (pass --overwrite to reuse it)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise click.ClickException(f"--out-dir {out_dir} exists and is not a directory; choose another --out-dir")
+    try:
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+            raise click.ClickException(f"--out-dir {out_dir} exists and is not empty (pass --overwrite to reuse it)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create --out-dir {out_dir} ({exc.strerror}); choose a folder you can "
+                                   "write to") from None
 
 
 def check_device(device: str) -> str:
@@ -757,10 +779,7 @@ def check_dataset(dataset: str) -> str:
         return dataset
     if not dataset.startswith("img:"):
         raise click.BadParameter(f"{dataset!r}: use {DATASET_CHOICES}", param_hint="--dataset")
-    try:
-        load_boundary_image(dataset[4:])
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--dataset") from None
+    run_or_fail(lambda: load_boundary_image(dataset[4:]))
     return dataset
 
 
@@ -801,11 +820,12 @@ def reusable_final(run_dir: Path, cfg: ToyConfig) -> dict | None:
 
 
 def run_or_fail(fn):
-    """Data errors (an image with one class, an erosion that leaves nothing) as one-line usage errors."""
+    """Data errors (an unreadable image, one with one class, an erosion that leaves nothing) as one-line
+    errors."""
     try:
         return fn()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -1147,13 +1167,28 @@ def figure1_command(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="default: the shipped file of --kind, in this file's folder",
+    help="a .png file; default: the shipped file of --kind, in this file's folder",
 )
-def make_boundary_command(kind, seed, size, out):
+@click.option(
+    "--overwrite/--no-overwrite",
+    default=False,
+    show_default=True,
+    help="replace an existing --out file (the shipped one included)",
+)
+def make_boundary_command(kind, seed, size, out, overwrite):
     """Re-create one of the project's boundary images (1-bit PNG, white = class 1)."""
     path, make = SHIPPED_BOUNDARIES[kind]
     out = out or path
-    Image.fromarray(make(seed, size)).save(out, optimize=True)
+    if out.suffix.lower() != ".png":
+        raise click.ClickException(f"--out {out}: the boundary image is a PNG; use a name ending in .png")
+    if not out.parent.is_dir():
+        raise click.ClickException(f"--out {out}: folder {out.parent} does not exist; create it or choose another")
+    if out.exists() and not overwrite:
+        raise click.ClickException(f"{out} exists; pass --overwrite to replace it")
+    try:
+        Image.fromarray(make(seed, size)).save(out, optimize=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out} ({exc}); choose a folder you can write to") from None
     click.echo(f"wrote {out}")
 
 

@@ -546,3 +546,39 @@ def test_fashion_idx_reader_rejects_bad_files(tmp_path):
         fashion_canvas.read_idx(tmp_path / "bad")
     (tmp_path / "good").write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 9]))
     np.testing.assert_array_equal(fashion_canvas.read_idx(tmp_path / "good"), [1, 2, 9])
+
+
+# ----------------------------------------------------------------------------- splits: bad input, files kept
+
+def splits_fails(args, message: str):
+    """Exit code 1, one ``Error:`` line holding ``message``, no traceback."""
+    result = CliRunner().invoke(prepare_data.main, ["splits", *map(str, args)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()], result.output
+    assert result.output.startswith("Error: ") and message in result.output, result.output
+
+
+def test_splits_command_keeps_existing_files_and_refuses_bad_input(tmp_path):
+    names = [f"2007_{i:06d}" for i in range(3)]
+    train_list = tmp_path / "train_aug.txt"
+    train_list.write_text("\n".join(names) + "\n")
+    (tmp_path / "split_0.pkl").write_bytes(pickle.dumps(np.array([2, 0, 1])))
+    (tmp_path / "short.pkl").write_bytes(pickle.dumps(np.array([2, 0])))
+    (tmp_path / "mine.txt").write_text("my own order\n")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    args = [tmp_path / "split_0.pkl", "--train-list", train_list, "--out"]
+    splits_fails([*args, train_list], "is --train-list itself; choose another file")
+    splits_fails([*args, train_list, "--overwrite"], "is --train-list itself")
+    splits_fails([*args, tmp_path / "mine.txt"], f"--out {tmp_path / 'mine.txt'} exists with other contents; pass "
+                                                 f"--overwrite to replace it")
+    splits_fails([*args, tmp_path / "mine.txt" / "x.txt"], "cannot write --out")
+    splits_fails([tmp_path / "short.pkl", "--train-list", train_list, "--out", tmp_path / "o.txt"],
+                 "holds 2 indices but the training list has 3 names")
+    splits_fails([tmp_path / "split_0.pkl", "--train-list", tmp_path / "binary.txt", "--out", tmp_path / "o.txt"],
+                 "is not a text file; pass train_aug.txt")
+    assert train_list.read_text() == "\n".join(names) + "\n" and (tmp_path / "mine.txt").read_text() == "my own order\n"
+    assert not (tmp_path / "o.txt").exists()
+    result = CliRunner().invoke(prepare_data.main, ["splits", *map(str, args), str(tmp_path / "mine.txt"),
+                                                    "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine.txt").read_text().split() == [names[2], names[0], names[1]]

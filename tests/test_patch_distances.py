@@ -286,3 +286,80 @@ def test_bad_input_gives_one_line_error(tmp_path, args, message):
     assert isinstance(result.exception, SystemExit)  # a clean exit, not a traceback
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.output
+
+
+def one_line_error(args, message: str):
+    """Exit code 1 and exactly one line, ``Error: …`` holding ``message``; no traceback."""
+    result = run_cli(args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.output
+
+
+def test_bad_files_give_one_line_errors_and_are_kept(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    one_line_error(["maps", "--dataset", "synthetic", "--patch-size", 5, "--out-dir", tmp_path / "notes.txt" / "sub"],
+                   "cannot create --out-dir")
+    (tmp_path / "c2.json").write_text(json.dumps({"config": {"chunk": [1, 1]}}))
+    one_line_error(["merge", tmp_path / "c2.json", "--out-dir", tmp_path / "m2"],
+                   "c2.json: not a triplets chunk file (no 'triplets' entry)")
+    one_line_error(["merge", tmp_path / "missing.json", "--out-dir", tmp_path / "m2"], "missing.json does not exist")
+    (tmp_path / "c3.json").write_text(json.dumps({"config": {"chunk": [1, 1]}, "seconds": 1, "triplets": [{}]}))
+    one_line_error(["merge", tmp_path / "c3.json", "--out-dir", tmp_path / "m2"], "a triplet lacks ratio")
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and not (tmp_path / "m2").exists()
+
+
+def write_folder_dataset(root, n: int = 3, size: int = 24):
+    """images/ and labels/ of the ``folder`` dataset: left half class 0, right half class 1 (first image) or
+    2, the last two columns 9 (ignored with --ignore-index 9)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"im{i}.png")
+        label = np.zeros((size, size), np.uint8)
+        label[:, size // 2 :] = 1 if i == 0 else 2
+        label[:, -2:] = 9
+        Image.fromarray(label).save(root / "labels" / f"im{i}.png")
+    return root
+
+
+def test_folder_dataset_with_num_classes_and_ignore_index(tmp_path):
+    root = write_folder_dataset(tmp_path / "data")
+    folder = ["--dataset", "folder", "--data-dir", root]
+    one_line_error(["maps", *folder, "--patch-size", 5, "--out-dir", tmp_path / "x"], "pass --num-classes C")
+    one_line_error(["maps", "--dataset", "synthetic", "--num-classes", 3, "--out-dir", tmp_path / "x"],
+                   "drop it (it is for --dataset folder)")
+    one_line_error(["maps", "--image", root / "images" / "im0.png", "--num-classes", 3, "--out-dir", tmp_path / "x"],
+                   "drop them with --image")
+    one_line_error(["triplets", *folder, "--num-classes", 3, "--patch-size", 5, "--out-dir", tmp_path / "x"],
+                   "check --num-classes and --ignore-index")  # 9 is neither a class nor ignored
+
+    result = run_cli(["maps", *folder, "--num-classes", 3, "--ignore-index", 9, "--index", 1, "--patch-size", 5,
+                      "--out-dir", tmp_path / "maps"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "maps" / "maps.json").read_text())["source"]["image"] == "im1"
+    result = run_cli(["triplets", *folder, "--num-classes", 3, "--ignore-index", 9, "--n-anchors", 8,
+                      "--patch-size", 5, "--out-dir", tmp_path / "triplets"])
+    assert result.exit_code == 0, result.output
+    out = json.loads((tmp_path / "triplets" / "triplets.json").read_text())
+    assert out["config"]["num_classes"] == 3 and out["config"]["ignore_index"] == 9
+    # every anchor lies on the 0 | 1-or-2 boundary: the ignored columns make none
+    for t in out["triplets"]:
+        assert {t["class"], t["negative_class"]} in ({0, 1}, {0, 2}) and {t["anchor"][1], t["negative"][1]} == {11, 12}
+
+
+def test_maps_accepts_a_one_bit_label(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "im.png")
+    Image.fromarray(np.arange(32)[None].repeat(32, 0) >= 16).save(tmp_path / "lab.png")  # mode "1"
+    with Image.open(tmp_path / "lab.png") as im:
+        assert im.mode == "1"
+    label = pd.read_image_file(tmp_path / "lab.png", "label")
+    np.testing.assert_array_equal(label, np.arange(32)[None].repeat(32, 0) >= 16)
+    assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1}  # 0/1: 255 would mean ignored
+    result = run_cli(["maps", "--image", tmp_path / "im.png", "--label", tmp_path / "lab.png", "--patch-size", 5,
+                      "--out-dir", tmp_path / "maps"])
+    assert result.exit_code == 0, result.output
+    picture = np.asarray(Image.open(tmp_path / "maps" / "image.png").convert("RGB"))
+    assert (picture == (255, 0, 0)).all(-1).any()  # the boundary between the classes, drawn in red

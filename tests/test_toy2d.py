@@ -203,6 +203,60 @@ def test_make_boundary_command_writes_each_kind(tmp_path):
         np.testing.assert_array_equal(toy2d.load_boundary_image(out), make(size=64))
 
 
+def test_make_boundary_refuses_to_overwrite_and_bad_paths(tmp_path, monkeypatch):
+    # a stand-in for the shipped file, so that this test cannot damage the real one
+    shipped_path = tmp_path / "toy2d_boundary.png"
+    shipped_path.write_bytes(toy2d.DEFAULT_BOUNDARY_PATH.read_bytes())
+    monkeypatch.setitem(toy2d.SHIPPED_BOUNDARIES, "boundary", (shipped_path, toy2d.make_default_boundary))
+    (tmp_path / "mine.png").write_bytes(b"my own picture")
+    (tmp_path / "notes.txt").write_text("keep me")
+    cases = [
+        ([], f"{shipped_path} exists; pass --overwrite to replace it"),
+        (["--out", tmp_path / "mine.png"], f"{tmp_path / 'mine.png'} exists; pass --overwrite to replace it"),
+        (["--out", tmp_path / "nodir" / "x.png"], f"folder {tmp_path / 'nodir'} does not exist; create it"),
+        (["--out", tmp_path / "x.txt"], "use a name ending in .png"),
+        (["--out", tmp_path / "notes.txt", "--overwrite"], "use a name ending in .png"),
+    ]
+    for args, message in cases:
+        result = run_cli(["make-boundary", "--size", "64", *map(str, args)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.strip().splitlines() == [result.output.strip()] and message in result.output
+    assert shipped_path.read_bytes() == toy2d.DEFAULT_BOUNDARY_PATH.read_bytes()
+    assert (tmp_path / "mine.png").read_bytes() == b"my own picture"
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "nodir").exists() and not (tmp_path / "x.txt").exists()
+    result = run_cli(["make-boundary", "--size", "64", "--out", str(tmp_path / "mine.png"), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    expected = toy2d.make_default_boundary(size=64)
+    np.testing.assert_array_equal(toy2d.load_boundary_image(tmp_path / "mine.png"), expected)
+
+
+def test_16bit_boundary_image_is_scaled_by_its_bit_depth(tmp_path):
+    """30000 / 65535 = 0.46 is class 0 and 40000 / 65535 = 0.61 class 1, in I;16 PNGs and 32-bit I images."""
+    values = np.zeros((16, 16), np.uint16)
+    values[:, 8:] = 30000
+    values[:4] = 40000
+    expected = values >= 32768
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    Image.fromarray(values.astype(np.int32), mode="I").save(tmp_path / "grey32.tif")
+    for name, mode in (("grey16.png", "I;16"), ("grey32.tif", "I")):
+        with Image.open(tmp_path / name) as im:
+            assert im.mode == mode
+        np.testing.assert_array_equal(toy2d.load_boundary_image(tmp_path / name), expected)
+    # 8-bit images are unchanged: 117 / 255 = 0.46 is class 0
+    Image.fromarray(np.where(expected, 156, 117).astype(np.uint8)).save(tmp_path / "grey8.png")
+    np.testing.assert_array_equal(toy2d.load_boundary_image(tmp_path / "grey8.png"), expected)
+
+
+def test_huge_boundary_image_gives_one_line_error(tmp_path, monkeypatch):
+    name = write_png(tmp_path / "disk.png", disk_image(64, 18.0))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 > 2 x 1000: Pillow's decompression-bomb error
+    result = run_cli(["train", f"--dataset=img:{name}", *TINY, "--out-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip() == (f"Error: boundary image {name} has more pixels than Pillow reads safely; "
+                                     "shrink it (the shipped images are 512x512)")
+
+
 # -- constraint, losses, EMA ------------------------------------------------------------------------------
 
 
@@ -485,32 +539,65 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--dataset", "img:/nonexistent/boundary.png"], "not found"),
-        (["--dataset", "img:{unreadable}"], "cannot read"),
-        (["--dataset", "img:{one_class}", "--epochs", "0"], "both classes"),
-        (["--dataset", "img:{disk}", "--erode-radius", "40"], "no pixel of class"),
         (["--dataset", "moon"], "use boundary, curve, spiral or img:PATH"),
         (["--erode-radius", "-3"], "--erode-radius"),
         (["--perturb-std", "-1"], "--perturb-std"),
         (["--norm-layer", "group"], "--norm-layer"),
-        (["--dataset", "img:{disk}", "--erode-radius", "0", "--sup-erode-radius", "30", "--epochs", "0"],
-         "--sup-erode-radius 30 leaves no pixel of class"),
         (["--dataset", "spiral", "--sup-erode-radius", "3"], "--sup-erode-radius"),
     ],
 )
-def test_bad_input_gives_one_line_error(tmp_path, args, message):
-    (tmp_path / "bad.png").write_text("not a png")
-    files = {
-        "unreadable": str(tmp_path / "bad.png"),
-        "one_class": write_png(tmp_path / "white.png", np.ones((16, 16), bool)),
-        "disk": write_png(tmp_path / "disk.png", disk_image(48, 14.0)),
-    }
-    args = [a.format(**files) for a in args]
+def test_bad_option_gives_one_line_usage_error(tmp_path, args, message):
     result = run_cli(["train", *args, *TINY, "--out-dir", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1 and message in error_lines[0], result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "img:/nonexistent/boundary.png"], "boundary image not found: /nonexistent/boundary.png; pass"),
+        (["--dataset", "img:{folder}"], "is a directory; pass an image file"),
+        (["--dataset", "img:{unreadable}"], "cannot read boundary image"),
+        (["--dataset", "img:{one_class}", "--epochs", "0"], "white.png: the boundary image must contain both classes"),
+        (["--dataset", "img:{disk}", "--erode-radius", "40"], "no pixel of class 0; use a smaller --erode-radius"),
+        (["--dataset", "img:{disk}", "--erode-radius", "0", "--sup-erode-radius", "30", "--epochs", "0"],
+         "--sup-erode-radius 30 leaves no pixel of class 0; use a smaller --sup-erode-radius"),
+        (["--dataset", "img:{disk}", "--erode-radius", "0", "--n-sup", "5000", "--epochs", "0"],
+         "use a smaller --n-sup"),
+    ],
+)
+def test_bad_data_gives_one_line_error(tmp_path, args, message):
+    """Errors about files and data: exit code 1 and only "Error: ...", without click's usage lines."""
+    (tmp_path / "bad.png").write_text("not a png")
+    (tmp_path / "folder").mkdir()
+    files = {
+        "unreadable": str(tmp_path / "bad.png"),
+        "folder": str(tmp_path / "folder"),
+        "one_class": write_png(tmp_path / "white.png", np.ones((16, 16), bool)),
+        "disk": write_png(tmp_path / "disk.png", disk_image(48, 14.0)),
+    }
+    args = [a.format(**files) for a in args]
+    out = [] if "--out-dir" in args else ["--out-dir", str(tmp_path / "run")]
+    result = run_cli(["train", *args, *TINY, *out])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and message in lines[-1], result.output
+    assert not any(line.startswith(("Usage", "Try")) for line in lines), result.output
+    assert (tmp_path / "bad.png").read_text() == "not a png"
+
+
+def test_out_dir_that_cannot_be_created_gives_one_line_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    for command in ("train", "figure1"):
+        result = run_cli([command, "--epochs", "0", "--out-dir", str(tmp_path / "notes.txt" / "sub")])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.strip().splitlines() == [
+            f"Error: cannot create --out-dir {tmp_path / 'notes.txt' / 'sub'} (Not a directory); choose a folder "
+            "you can write to"
+        ]
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_spiral_refuses_an_explicit_erosion():

@@ -710,7 +710,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--split-file", "--split_path", "split_file", type=click.Path(dir_okay=False),
         help="text list of training images (ids or paths), matched by id; the first --n-sup are labelled")
 # schedule and batches
-@option("--iters", type=click.IntRange(min=1), help="training iterations [recipe; 40000]")
+@option("--iters", type=click.IntRange(min=0),
+        help="training iterations; 0 = only evaluate the network as built (e.g. from --weights) [recipe; 40000]")
 @option("--eval-every", type=click.IntRange(min=0), help="evaluate every N iterations, 0 = only at the end")
 @option("--num-epochs", "--num_epochs", "num_epochs", type=click.IntRange(min=1),
         help="the authors' spelling: --iters = num-epochs × iters-per-epoch, evaluating after each epoch")

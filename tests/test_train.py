@@ -195,6 +195,19 @@ def test_dropout_networks_resume_exactly_and_evaluations_do_not_change_training(
         torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
 
 
+def test_zero_iterations_evaluates_saved_weights_as_the_run_did(tmp_path):
+    run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
+    assert run([*TINY, "--save-model", "--out-dir", str(run_dir)]).exit_code == 0
+    for weights in ("model.pt", "checkpoint.pt"):  # the final teacher, either file
+        result = run([*TINY, "--iters", "0", "--weights", str(run_dir / weights), "--save-preds", "--overwrite",
+                      "--out-dir", str(eval_dir)])
+        assert result.exit_code == 0, result.output
+        trained, evaluated = (json.loads((d / "final.json").read_text()) for d in (run_dir, eval_dir))
+        assert evaluated["iters"] == 0 and evaluated["miou"] == trained["miou"]
+        assert evaluated["per_class_iou"] == trained["per_class_iou"]
+        assert len(list((eval_dir / "preds").glob("*.png"))) == 6
+
+
 def test_pi_model_and_saved_outputs(tmp_path):
     out = tmp_path / "run"
     result = run([*TINY, "--model", "pi", "--save-model", "--save-preds", "--out-dir", str(out)])

@@ -27,6 +27,7 @@ class SegNet(nn.Module):
         self._frozen_bn: list[nn.Module] = []
 
     backbone_pretrained: bool = False  # True once ``self.backbone`` holds pretrained (ImageNet) weights
+    input_multiple: int = 1  # evaluation pads full images to multiples of this (U-Nets: their total stride)
 
     def pretrained_modules(self) -> list[nn.Module]:
         """Modules whose weights come pretrained: the ``backbone`` once it was loaded, else none."""

@@ -11,12 +11,14 @@ D.4.2, and Table 1/2 on Pascal with lr 3e-4):
 - Final: ×2 upsampling to the input size, 3×3 conv 96 → 64, Dropout(0.3), BN, ReLU, 1×1 conv → C.
 
 ResNet-50/101 U-Nets (in the release, not in the paper's tables): the same decoder on a torchvision
-ResNet; skips are the stem's BN output before its ReLU (64, H/2; the release taps it there), layer1
+ResNet; skips are the stem's BN output (64, H/2; tapped before the stem's in-place ReLU, which then
+rectifies it too, in the release as here), layer1
 (256, H/4), layer2 (512, H/8), layer3 (1024, H/16); layer4 (2048, H/32) goes through a 1×1 conv to 1024.
 Decoder 1024 → 512 → 256 → 64 → 64, then the same final layers.
 
-Upsampling goes to the skip's size (not blindly ×2), so odd input sizes work. BatchNorm freezing,
-when asked for, covers the encoder only.
+Upsampling goes to the skip's size (not blindly ×2), so odd input sizes run; evaluation pads full images
+to multiples of 32 (``input_multiple``), as the authors' did, so that every skip lines up with the ×2
+upsampling the network was trained with. BatchNorm freezing, when asked for, covers the encoder only.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ class FinalLayers(nn.Module):
 
 
 class DenseUNet(SegNet):
+    input_multiple = 32  # five ×2 downsamplings: evaluation pads to multiples of 32, as the authors did
     # features children before which a skip is tapped: the stem (relu0 output), dense blocks 1-3
     TAPS = ("pool0", "transition1", "transition2", "transition3")
 
@@ -91,6 +94,7 @@ class DenseUNet(SegNet):
 
 
 class ResUNet(SegNet):
+    input_multiple = 32  # five ×2 downsamplings: evaluation pads to multiples of 32, as the authors did
     def __init__(self, num_classes: int, depth: int = 50, pretrained: bool = False):
         super().__init__()
         self.backbone = resnet_backbone(depth, pretrained)
@@ -103,7 +107,8 @@ class ResUNet(SegNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
         b = self.backbone
-        r2 = b.bn1(b.conv1(x))  # (N, 64, H/2, W/2), before the ReLU as in the release
+        r2 = b.bn1(b.conv1(x))  # (N, 64, H/2, W/2); the in-place ReLU below changes it too, so the skip
+        # carries the post-ReLU values, as in the release
         r4 = b.layer1(b.maxpool(b.relu(r2)))  # (N, 256, H/4, W/4)
         r8 = b.layer2(r4)  # (N, 512, H/8, W/8)
         r16 = b.layer3(r8)  # (N, 1024, H/16, W/16)

@@ -18,6 +18,17 @@ def predict_logits(model: torch.nn.Module, image: torch.Tensor, hflip: bool = Fa
     return logits
 
 
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Pad (N, 3, H, W) normalised images centrally with 0 (the mean colour) so that H and W are
+    multiples of ``multiple``; returns the padded images and the rows and columns of the originals."""
+    h, w = image.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    top, left = pad_h // 2, pad_w // 2
+    if pad_h or pad_w:
+        image = F.pad(image, (left, pad_w - left, top, pad_h - top))
+    return image, (slice(top, top + h), slice(left, left + w))
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, ignore_index: int = 255,
              device: torch.device | str = "cpu", hflip: bool = False, on_prediction=None,
@@ -25,6 +36,8 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, 
     """Score ``model`` (put in eval mode here and restored after) on ``batches`` of full images.
 
     batches: dicts with ``image`` (N, 3, H, W) normalised float and ``label`` (N, H, W) int64.
+    A model with an ``input_multiple`` attribute (the U-Nets: 32) gets its images padded centrally to
+    multiples of it, as in the authors' evaluation, and the logits are cropped back.
     on_prediction(batch, pred): optional callback, e.g. to save prediction PNGs.
     postprocess(pred) -> pred: optional, applied to each (N, H, W) prediction before scoring (``fill_holes``).
     """
@@ -35,7 +48,8 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, 
         for batch in batches:
             image = batch["image"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
-            logits = predict_logits(model, image, hflip=hflip)
+            image, (rows, cols) = pad_to_multiple(image, getattr(model, "input_multiple", 1))
+            logits = predict_logits(model, image, hflip=hflip)[..., rows, cols]
             if logits.shape[-2:] != label.shape[-2:]:
                 logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
             pred = logits.argmax(dim=1)

@@ -44,3 +44,24 @@ def test_evaluate_restores_training_mode_and_scores():
     cm = evaluate(model, [{"image": image, "label": torch.tensor([[[1, 1]]])}], 2)
     assert model.training
     assert cm.matrix.tolist() == [[0, 0], [1, 1]]
+
+
+def test_evaluation_pads_to_the_networks_multiple_centrally_and_crops_back():
+    seen = []
+
+    class Strided(torch.nn.Module):
+        input_multiple = 32  # as the U-Nets
+
+        def forward(self, x):  # class 1 where the first channel is positive
+            seen.append(tuple(x.shape[-2:]))
+            return torch.cat([-x[:, :1], x[:, :1]], dim=1)
+
+    label = torch.zeros(1, 30, 50, dtype=torch.long)
+    label[0, 3:11, 40:47] = 1  # an off-centre block: any shift of the crop would miss it
+    image = (2.0 * label - 1.0)[:, None].expand(1, 3, 30, 50)
+    cm = evaluate(Strided(), [{"image": image, "label": label}], 2, hflip=False)
+    assert seen == [(32, 64)]
+    assert cm.matrix.tolist() == [[30 * 50 - 56, 0], [0, 56]]  # every pixel right: padding cropped exactly
+    seen.clear()
+    evaluate(Strided(), [{"image": torch.ones(1, 3, 64, 32), "label": torch.ones(1, 64, 32, dtype=torch.long)}], 2)
+    assert seen == [(64, 32)]  # multiples already: nothing to pad

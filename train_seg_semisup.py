@@ -197,6 +197,10 @@ def resolve_config(given: dict) -> dict:
                           f"{dataset}; drop it (it is for --dataset=folder)")
     if cfg["bin_fill_holes"] and bundle.num_classes != 2:
         raise ConfigError(f"--bin-fill-holes needs a two-class dataset; {dataset} has {bundle.num_classes} classes")
+    crop = cfg["crop_size"]
+    if cfg["aug_hvflip"] and crop is not None and crop[0] != crop[1]:
+        raise ConfigError(f"--aug-hvflip transposes the crop, which needs a square --crop-size (got "
+                          f"{crop[0]},{crop[1]}); drop --aug-hvflip or give a square crop")
     if cfg["mix_partner"] == "batch" and cfg["batch_size"] * cfg["unsup_batch_ratio"] < 2:
         raise ConfigError("--mix-partner batch pairs images within the unlabelled batch, which needs at least 2; "
                           "raise --batch-size")
@@ -239,12 +243,13 @@ def resume_config(given: dict):
 
 
 def aug_params(cfg: dict) -> datapipe.AugParams:
-    scale_range, step = cfg["aug_scale_range"], 0.0
+    scale_range, step, log_uniform = cfg["aug_scale_range"], 0.0, False
     if cfg["aug_scale_hung"]:  # Hung et al.: 0.5 to 1.5 in steps of 0.1
         scale_range, step = (0.5, 1.5), 0.1
-    elif cfg["aug_max_scale"] is not None:
-        scale_range = (1.0 / cfg["aug_max_scale"], cfg["aug_max_scale"])
+    elif cfg["aug_max_scale"] is not None:  # the authors: exp(U(−log s, log s))
+        scale_range, log_uniform = (1.0 / cfg["aug_max_scale"], cfg["aug_max_scale"]), True
     return datapipe.AugParams(crop_size=cfg["crop_size"], scale_range=scale_range, scale_step=step,
+                              scale_log_uniform=log_uniform,
                               rot_mag=cfg["aug_rot_mag"], hflip=cfg["aug_hflip"], vflip=cfg["aug_vflip"],
                               hvflip=cfg["aug_hvflip"])
 
@@ -683,6 +688,15 @@ def flag(name: str, dest: str, help: str, alias: str | None = None):
     return option(*names, dest, help=help)
 
 
+def one_line(err: Exception) -> str:
+    """The message of ``err``; from a loader worker (``--num-workers``) torch wraps it in the worker's
+    traceback, whose last line is "<module>.DataError: <message>"."""
+    message = str(err)
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split(f"{type(err).__name__}: ", 1)[-1]
+    return message
+
+
 REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 
 
@@ -818,7 +832,7 @@ def main(**given):
         cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
         train(cfg, bundle)
     except (datapipe.DataError, architectures.WeightsError) as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(one_line(err)) from None
 
 
 if __name__ == "__main__":

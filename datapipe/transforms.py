@@ -46,6 +46,7 @@ class AugParams:
     crop_size: tuple[int, int] | None = None  # (H, W); None: the whole (scaled) image, no crop
     scale_range: tuple[float, float] = (1.0, 1.0)
     scale_step: float = 0.0  # > 0: scale drawn from low, low + step, ..., high (Hung et al.'s 0.5:0.1:1.5)
+    scale_log_uniform: bool = False  # log(scale) uniform: the authors' draw for a maximum scale (ISIC)
     rot_mag: float = 0.0  # rotation ~ U(−rot_mag, rot_mag) degrees
     hflip: bool = False
     vflip: bool = False
@@ -56,6 +57,8 @@ class AugParams:
         if self.scale_step > 0:
             n_steps = int(round((high - low) / self.scale_step))
             return low + self.scale_step * int(rng.integers(0, n_steps + 1))
+        if self.scale_log_uniform:
+            return float(np.exp(rng.uniform(np.log(low), np.log(high))))
         return float(rng.uniform(low, high))
 
 

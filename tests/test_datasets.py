@@ -296,6 +296,9 @@ def test_bad_files_are_named(tmp_path, problem, message):
     if problem != "label_missing":  # loading errors surface as one line from the script too
         fails_one_line(["--dataset", "pascal_aug", "--data-dir", str(voc), "--reg", "none", "--out-dir",
                         str(tmp_path / "run")], message)
+    if problem == "label_values":  # also when a loader worker meets it (torch wraps it in the worker's traceback)
+        fails_one_line(["--dataset", "pascal_aug", "--data-dir", str(voc), "--reg", "none", "--num-workers", "1",
+                        "--out-dir", str(tmp_path / "run_workers")], message)
 
 
 def test_cityscapes_bad_label_values_name_the_raw_values(tmp_path):

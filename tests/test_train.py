@@ -148,6 +148,7 @@ def test_refuses_existing_run_dir_and_keeps_it(tmp_path):
     (["--aug-scale-range", "2,1"], "low <= high"),
     (["--aug-max-scale", "0.5"], "x>=1"),
     (["--lr", "0"], "x>0"),
+    (["--aug-hvflip", "--crop-size", "24,40"], "needs a square --crop-size"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
     result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args])

@@ -68,3 +68,15 @@ def test_hung_scale_steps():
     params = AugParams(scale_range=(0.5, 1.5), scale_step=0.1)
     draws = {round(params.draw_scale(np.random.default_rng(s)), 6) for s in range(300)}
     assert draws == {round(0.5 + 0.1 * k, 6) for k in range(11)}
+
+
+def test_max_scale_draws_are_log_uniform_as_the_authors():
+    """--aug-max-scale s: log(scale) ~ U(−log s, log s), so s and 1/s are equally likely (uniform scale
+    would put 55 % of the draws above 1 for s = 2)."""
+    rng = np.random.default_rng(0)
+    log_uniform = AugParams(scale_range=(0.5, 2.0), scale_log_uniform=True)
+    logs = np.log([log_uniform.draw_scale(rng) for _ in range(4000)])
+    assert logs.min() >= np.log(0.5) and logs.max() <= np.log(2.0)
+    assert abs(np.mean(logs > 0) - 0.5) < 0.03 and abs(np.mean(logs)) < 0.03
+    uniform = AugParams(scale_range=(0.5, 2.0))
+    assert np.mean([uniform.draw_scale(rng) > 1 for _ in range(4000)]) > 0.6

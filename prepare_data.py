@@ -41,8 +41,10 @@ from datapipe.files import PREPARED_MARK, UNFINISHED_MARK, find_root, read_image
 
 try:  # numpy ≥ 2 moved the pickling helpers to numpy._core
     from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover
     from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 ISIC_SIZE = 248
 MASK_THRESHOLD = 127  # mask pixels above this value after area resizing are lesion
@@ -127,6 +129,8 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
             ("numpy", "ndarray"): np.ndarray,
             ("numpy", "dtype"): np.dtype,
+            ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,  # protocol 5: an array from its bytes
+            ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
             ("_codecs", "encode"): codecs.encode}  # protocol-2 pickles store bytes through it
 
     def find_class(self, module: str, name: str):
@@ -146,6 +150,8 @@ def load_numpy_pickle(path: Path):
 
 def order_from_permutation(perm, names: list[str], source: str) -> list[str]:
     """``names`` in the order of ``perm`` (a permutation of range(len(names)): 1-D, integer, each index once)."""
+    if isinstance(perm, (list, tuple)) and all(type(i) is int for i in perm):  # the authors only index with it
+        perm = np.asarray(perm, dtype=np.int64)
     if not isinstance(perm, np.ndarray):
         raise DataCommandError(f"{source} holds a {type(perm).__name__}; expected a numpy integer array "
                                f"(a permutation of the {len(names)} training names)")

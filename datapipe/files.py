@@ -58,7 +58,11 @@ def read_list(path: Path, name: str, fix: str) -> list[str]:
     ``/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png`` give the same id)."""
     if not path.is_file():
         raise DataError(f"{name}: list file {path} not found; {fix}")
-    ids = [Path(line.split()[0]).stem for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is not a name
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: list file {path} is not a text file; {fix}") from None
+    ids = [Path(line.split()[0]).stem for line in lines if line.strip()]
     if not ids:
         raise DataError(f"{name}: list file {path} is empty; {fix}")
     return ids

@@ -39,7 +39,11 @@ def read_split_file(path, ids: list[str]) -> np.ndarray:
         raise DataError(f"split file {path} not found; pass the path of a text list of image names")
     position = {sample_id: i for i, sample_id in enumerate(ids)}
     order, first_line, unknown = [], {}, []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a byte-order mark is not a name
+    except UnicodeDecodeError:
+        raise DataError(f"split file {path} is not a text file; pass a text list of image names") from None
+    for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = next((c for token in line.split() for c in candidates(token) if c in position), None)

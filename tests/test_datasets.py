@@ -340,6 +340,11 @@ def test_split_file_formats_match_by_id(tmp_path):
     assert split.labelled.tolist() == [1, 0] and len(split.held_out) == 1 and split.held_out[0] not in (0, 1)
     with pytest.raises(datapipe.DataError, match="--n-sup 3 is more than the 2 images listed"):
         datapipe.split_from_file(path, ids, 3, None, 0, split_seed=0)
+    path.write_bytes("\ufeff2007_000039\r\n2007_000032\r\n".encode())  # a Windows editor's BOM and CRLF
+    np.testing.assert_array_equal(datapipe.read_split_file(path, ids), [1, 0])
+    path.write_bytes(bytes(range(256)))
+    with pytest.raises(datapipe.DataError, match="is not a text file"):
+        datapipe.read_split_file(path, ids)
 
 
 @needs_splits
@@ -472,8 +477,8 @@ def test_splits_command_uses_a_numpy_only_unpickler(tmp_path):
     (tmp_path / "train_aug.txt").write_text("\n".join(names) + "\n")
     perm = np.array([4, 0, 5, 1, 3, 2])
     runner = CliRunner()
-    for protocol in (2, 4):
-        (tmp_path / "split_0.pkl").write_bytes(pickle.dumps(perm, protocol=protocol))
+    for protocol, obj in ((2, perm), (4, perm), (5, perm), (4, perm.tolist())):  # numpy arrays, or a list of ints
+        (tmp_path / "split_0.pkl").write_bytes(pickle.dumps(obj, protocol=protocol))
         result = runner.invoke(prepare_data.main, ["splits", str(tmp_path / "split_0.pkl"), "--train-list",
                                                    str(tmp_path / "train_aug.txt"), "--out", str(tmp_path / "o.txt")])
         assert result.exit_code == 0, result.output

@@ -35,6 +35,9 @@ def split_from_order(order: np.ndarray, n_sup: int | None, n_unsup: int | None, 
     """The first ``n_sup`` of ``order`` are labelled; held-out images are drawn (seeded) from the rest."""
     n_train = len(order) if n_train is None else n_train
     order = np.asarray(order, dtype=np.int64)
+    if n_sup is None and len(order) - n_val < 1:
+        raise DataError(f"--n-val {n_val} holds out every one of the {len(order)} training images, leaving none to "
+                        f"label; lower --n-val")
     n_sup = len(order) - n_val if n_sup is None else n_sup
     if n_sup < 1:
         raise DataError(f"--n-sup must be at least 1, got {n_sup}")

@@ -55,6 +55,8 @@ def test_random_split():
     np.testing.assert_array_equal(split.labelled, datapipe.random_split(100, 10, split_seed=3).labelled)
     assert not np.array_equal(split.labelled, datapipe.random_split(100, 10, split_seed=4).labelled)
     assert len(datapipe.random_split(100, 10, 0, n_unsup=30).unlabelled) == 30
+    with pytest.raises(datapipe.DataError, match="--n-val 100 holds out every one of the 100 training images"):
+        datapipe.random_split(100, None, 0, n_val=100)
     with pytest.raises(datapipe.DataError, match="more than the 100 training images"):
         datapipe.random_split(100, 101, 0)
 

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.fft
 from PIL import Image
 
+import cli_errors
 from datapipe import DataError, build_dataset
 
 IGNORE_INDEX = 255
@@ -568,7 +569,7 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
 
 
-@click.group()
+@click.group(cls=cli_errors.Group)
 def cli():
     """Patch-to-patch distances (supplement B): neighbour distance maps and boundary triplets."""
 

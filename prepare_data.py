@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+import cli_errors
 import datapipe
 from datapipe import cityscapes, isic
 from datapipe.files import PREPARED_MARK, UNFINISHED_MARK, find_root, read_image, read_label_png
@@ -193,7 +194,7 @@ def check_dataset(bundle: datapipe.DataBundle, on_item=None) -> tuple[int, list[
 
 # ----------------------------------------------------------------------------- command line
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=cli_errors.Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main():
     """Prepare, check and split the datasets on disk."""
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -828,7 +829,25 @@ def run_or_fail(fn):
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class OneLineErrorsGroup(click.Group):
+    """Every error, usage errors included, as one line ``Error: ...`` with click's exit code (the project's
+    ``cli_errors.py``, repeated here so that this file stands alone)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            click.echo(f"Error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrorsGroup)
 def cli():
     """2D toy experiments (supplement C of French et al., BMVC 2020)."""
 

@@ -38,6 +38,7 @@ except ImportError:
     resource = None
 
 import architectures
+import cli_errors
 import datapipe
 import evaluation
 import regularizers
@@ -700,7 +701,8 @@ def one_line(err: Exception) -> str:
 REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(cls=cli_errors.Command,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 # experiment
 @option("--dataset", type=click.Choice(sorted(datapipe.DATASETS)), help="dataset [synthetic]")
 @option("--data-dir", type=click.Path(), help="dataset root (datasets on disk)")

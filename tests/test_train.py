@@ -342,3 +342,18 @@ def test_no_fused_optimizer_selects_the_multi_tensor_path(tmp_path, monkeypatch)
     assert moved
     for key in moved:
         torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_seg_semisup", ["--lr", "0"], "0.0 is not in the range x>0"),
+    ("train_seg_semisup", ["--bogus"], "No such option '--bogus'"),
+    ("toy2d", ["train", "--epochs", "x"], "'x' is not a valid integer"),
+    ("prepare_data", ["splits"], "Missing argument 'PICKLE_PATH'"),
+    ("patch_distances", ["maps", "--patch-size", "x"], "'x' is not a valid integer"),
+])
+def test_usage_errors_are_one_line_too(script, args, message):
+    module = __import__(script)
+    command = getattr(module, "main", None) or module.cli
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 2 and result.output.startswith("Error: "), result.output
+    assert len(result.output.strip().splitlines()) == 1 and message in result.output, result.output

@@ -48,20 +48,20 @@ def main(batch, size, repeats):
     times = {"cow, matrix products": [], "cow, scipy per mask": [], "classmix, bincount": [], "classmix, per image": []}
     fast_blur = cow_masks.gaussian_blur
     blurs = ((fast_blur, "cow, matrix products"), (per_image_blur, "cow, scipy per mask"))
+    class_mixes = ((class_mix_masks, "classmix, bincount"), (per_image_class_masks, "classmix, per image"))
     for i in range(repeats):
+        masks = {}
         for blur, key in blurs if i % 2 == 0 else blurs[::-1]:  # alternate which goes first
             cow_masks.gaussian_blur = blur
             t0 = time.perf_counter()
-            masks = generator.generate(batch, (size, size), np.random.default_rng(i))
+            masks[key] = generator.generate(batch, (size, size), np.random.default_rng(i))
             times[key].append(time.perf_counter() - t0)
-            if blur is fast_blur:
-                fast_masks = masks
-        assert np.array_equal(fast_masks, masks), "the two blurs gave different masks"
-        for fn, key in ((class_mix_masks, "classmix, bincount"), (per_image_class_masks, "classmix, per image")):
+        assert np.array_equal(*(masks[key] for _, key in blurs)), "the two blurs gave different masks"
+        for fn, key in class_mixes if i % 2 == 0 else class_mixes[::-1]:
             t0 = time.perf_counter()
-            out = fn(pred, valid, np.random.default_rng(i))
+            masks[key] = fn(pred, valid, np.random.default_rng(i))
             times[key].append(time.perf_counter() - t0)
-        assert torch.equal(out, class_mix_masks(pred, valid, np.random.default_rng(i))), "ClassMix masks differ"
+        assert torch.equal(*(masks[key] for _, key in class_mixes)), "ClassMix masks differ"
     cow_masks.gaussian_blur = fast_blur
     print(f"Machine: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {batch} masks of "
           f"{size}×{size}, σ 4–16 px; medians of {repeats} repeats\n")

@@ -47,6 +47,37 @@ def run_one(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> d
     return final
 
 
+def settings_from_args(args: list[str]) -> dict[str, str | bool]:
+    """``--key value``, ``--key=value``, ``--flag`` and ``--no-flag`` as config keys (values as given)."""
+    settings, i = {}, 0
+    while i < len(args):
+        name, _, value = args[i].removeprefix("--").partition("=")
+        if not value and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value, i = args[i + 1], i + 1
+        if value:
+            settings[name.replace("-", "_")] = value
+        elif name.startswith("no-"):
+            settings[name[3:].replace("-", "_")] = False
+        else:
+            settings[name.replace("-", "_")] = True
+        i += 1
+    return settings
+
+
+def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
+    """The settings of this invocation that the run in ``out`` did not use (empty: it may be reused)."""
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        return [f"{config_path} is missing"]
+    config = json.loads(config_path.read_text())
+    differ = []
+    for key, value in wanted.items():
+        have = config.get(key)
+        if have != value and not (isinstance(value, str) and str(have) == value):
+            differ.append(f"{key}={have} (this invocation: {value})")
+    return differ
+
+
 @click.command()
 @click.option("--regs", default="none,cutmix", show_default=True, help="comma-separated --reg values")
 @click.option("--seeds", default="0,1,2", show_default=True)
@@ -66,7 +97,13 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
         reg, seed = run
         out = out_dir / f"{reg}-s{seed}"
         reused = reuse and (out / "final.json").is_file()
-        if reused:
+        if reused:  # only a run of the same settings: a table mixing devices or iterations would mislead
+            wanted = {"dataset": "synthetic", "reg": reg, "seed": seed, "threads": threads,
+                      **settings_from_args(list(extra))}
+            conflicts = reuse_conflicts(out, wanted)
+            if conflicts:
+                raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another "
+                                           f"--out-dir or move that run away")
             click.echo(f"{reg} seed {seed}: reusing {out}")
             final = json.loads((out / "final.json").read_text())
         else:
@@ -91,7 +128,7 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
         lines.append(f"| {reg} | " + " | ".join(f"{m:.2f}" for m in mious) +
                      f" | {statistics.mean(mious):.2f} ± {std:.2f} | "
                      f"{statistics.median(f['seconds'] for f in finals) / 60:.1f} | "
-                     f"{max(f.get('peak_rss_mb', 0) for f in finals):.0f} | "
+                     f"{max(f.get('peak_rss_mb') or 0 for f in finals):.0f} | "
                      f"{', '.join(f['device'] for f in finals)} |")
     table = "\n".join(lines)
     click.echo("\n" + table)

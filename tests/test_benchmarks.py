@@ -167,3 +167,26 @@ def test_toy2d_fidelity_bad_dataset_is_one_line_before_any_run(tmp_path):
     result = CliRunner().invoke(toy2d_fidelity.main, ["--dataset", "moon", "--out-dir", str(out)])
     assert result.exit_code == 2 and "--dataset" in result.output and "Traceback" not in result.output
     assert not out.exists()  # nothing created, nothing run
+
+
+def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
+    from benchmarks import synthetic_semisup
+
+    assert synthetic_semisup.settings_from_args(["--iters", "100", "--device=cpu", "--no-fused-optimizer",
+                                                 "--channels-last"]) == {
+        "iters": "100", "device": "cpu", "fused_optimizer": False, "channels_last": True}
+    out = tmp_path / "none-s0"
+    out.mkdir()
+    (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
+    config = {"dataset": "synthetic", "reg": "none", "seed": 0, "threads": 1, "iters": 100, "device": "cuda",
+              "fused_optimizer": True}
+    (out / "config.json").write_text(json.dumps(config))
+    wanted = {"dataset": "synthetic", "reg": "none", "seed": 0, "threads": 1}
+    assert synthetic_semisup.reuse_conflicts(out, {**wanted, "iters": "100"}) == []
+    assert synthetic_semisup.reuse_conflicts(out, {**wanted, "device": "cpu", "fused_optimizer": False}) == [
+        "device=cuda (this invocation: cpu)", "fused_optimizer=True (this invocation: False)"]
+    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "none", "--seeds", "0", "--threads", "1",
+                                                         "--out-dir", str(tmp_path), "--reuse", "--", "--device",
+                                                         "cpu"])
+    assert result.exit_code == 1 and "device=cuda (this invocation: cpu)" in result.output, result.output
+    assert "Traceback" not in result.output

@@ -110,6 +110,9 @@ def main(archs, batch, size, steps, device, child):
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={omp}); batch {batch} at {size}x{size}, "
           f"train mode, random init, median of {steps} steps after 1 warm-up.\n")
     print(markdown_table(rows, gpu=device.startswith("cuda")))
+    failed = [r["name"] for r in rows if "error" in r]
+    if failed:  # the table shows them; the exit status says so too
+        raise click.ClickException(f"{len(failed)} network(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

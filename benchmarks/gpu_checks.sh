@@ -29,6 +29,7 @@ print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.
 EOF
 
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$work/pytest_cuda.log" 2>&1 &
+pytest_pid=$!
 python3 benchmarks/toy2d_fidelity.py --device cuda --jobs 12 --dataset "${TOY_DATASET:-boundary}" \
     --out-dir "$work/toy2d" --reuse > "$work/toy2d.log" 2>&1 &
 if [ "${SYNTHETIC:-0}" = 1 ]; then
@@ -45,7 +46,18 @@ while [ -n "$(jobs -rp)" ] && [ $(( $(date +%s) - start )) -lt "$budget" ]; do
     echo "$(( $(date +%s) - start )) s: $(ls "$work"/synthetic/*/final.json 2>/dev/null | wc -l) synthetic runs," \
          "$(ls "$work"/toy2d/seed_*/*/final.json 2>/dev/null | wc -l) toy2d panels done"
 done
-[ -n "$(jobs -rp)" ] && echo "time limit reached: stopping what still runs" && pkill -P $$ -f python3
+kill_tree() {  # a job and every process it started (the benchmarks run their panels in child processes)
+    local child
+    for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+    kill "$1" 2>/dev/null
+}
+if [ -n "$(jobs -rp)" ]; then
+    echo "time limit reached: stopping what still runs"
+    for job in $(jobs -rp); do kill_tree "$job"; done
+fi
+wait "$pytest_pid"
+pytest_status=$?
 sleep 2
 pack
 tail -n 3 "$work/pytest_cuda.log"
+exit "$pytest_status"  # the CUDA tests' verdict (the benchmarks report theirs in their logs)

@@ -26,11 +26,16 @@ declare -A change=([base]="" [conf0]="--conf-thresh 0" [iso-conf0]="--dist-conto
                    [w256]="--hidden-size 256" [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
                    [zeros]="--dist-map-padding zeros")
 mkdir -p "$out"
+pids=()
 for run in "$@"; do
     name=${run%@*}; seed=0; [[ $run == *@* ]] && seed=${run#*@}
     [[ -v change[$name] ]] || { echo "unknown run $name (use: ${!change[*]})" >&2; exit 2; }
     dir=$out/$name; [[ $seed == 0 ]] || dir=$out/$name-s$seed
     # shellcheck disable=SC2086
     python toy2d.py train "${panel_d[@]}" --seed "$seed" ${change[$name]} --out-dir "$dir" > "$dir.log" 2>&1 &
+    pids+=($!)
 done
-wait
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done  # a bare wait would report success whatever failed
+[[ $status == 0 ]] || echo "some runs failed; see $out/*.log" >&2
+exit $status

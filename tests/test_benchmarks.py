@@ -44,7 +44,17 @@ def test_median_ci_covers_the_median_and_narrows_with_more_repeats():
         assert low <= np.median(values) <= high
     assert np.subtract(*bench_regularizers.median_ci(list(many)))**2 < np.subtract(*bench_regularizers.median_ci(
         list(few)))**2
-    assert bench_regularizers.median_ci([1.0, 2.0, 3.0]) == bench_regularizers.median_ci([1.0, 2.0, 3.0])
+    # seeded: the same timings give the same interval. Irregular samples of even size, whose bootstrap medians
+    # (means of two middle values) take so many values that an unseeded bootstrap would move the interval
+    samples = [list(np.exp(0.3 * rng.standard_normal(n))) for n in (60, 80, 100, 120)]
+    cis = [bench_regularizers.median_ci(values) for values in samples]
+    assert cis == [bench_regularizers.median_ci(list(values)) for values in samples]
+    for values, ci in zip(samples, cis, strict=True):
+        assert min(values) < ci[0] < np.median(values) < ci[1] < max(values)
+        # the same bootstrap medians cut at a lower level: an interval inside this one
+        narrow = bench_regularizers.median_ci(values, level=0.5)
+        assert ci[0] < narrow[0] <= np.median(values) <= narrow[1] < ci[1]
+    assert bench_regularizers.median_ci([1.25] * 9) == (1.25, 1.25)
 
 
 def test_toy2d_trajectory_composes_runs_by_epoch(tmp_path):

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import datapipe
+from datapipe.loaders import PairedViews
 from datapipe.synthetic import CLASS_NAMES
 
 
@@ -88,3 +89,47 @@ def test_stream_loader_is_reproducible_and_resumable():
     for a, b in zip(full, with_workers, strict=True):
         torch.testing.assert_close(a["image"], b["image"])
         torch.testing.assert_close(a["matrix"], b["matrix"])
+
+
+@pytest.mark.parametrize("params", [
+    datapipe.AugParams(crop_size=(40, 48), scale_range=(0.7, 1.4), rot_mag=30, hflip=True, vflip=True),
+    datapipe.AugParams(crop_size=(44, 44), scale_range=(0.5, 1.5), scale_step=0.1, rot_mag=10, hvflip=True),
+])
+def test_paired_views_share_scale_and_rotation_unless_free(params):
+    """The linear part of a view's matrix is (transpose ·) flip · rotation · scale: with shared scale and
+    rotation the two views' parts have the same singular values and differ by a signed permutation."""
+    dataset = datapipe.build_dataset("synthetic", n_train=2).train
+    scales = []
+    for free in (False, True):
+        views = PairedViews(dataset, params, seed=5, stream=1, offset_range=8, free_scale_rot=free)
+        n_differ = 0
+        for draw in range(12):
+            sample = views[(draw % 2, draw)]
+            lin_t, lin_s = (sample[key][:, :2].double().numpy() for key in ("matrix", "matrix_s"))
+            sv_t, sv_s = np.linalg.svd(lin_t, compute_uv=False), np.linalg.svd(lin_s, compute_uv=False)
+            relative = lin_s @ np.linalg.inv(lin_t)  # student ← teacher view: flips and a transpose at most
+            same = (np.allclose(sv_s, sv_t, rtol=1e-5) and np.isclose(abs(np.linalg.det(lin_s)),
+                                                                        abs(np.linalg.det(lin_t)), rtol=1e-5)
+                    and np.allclose(relative, np.round(relative), atol=1e-5)
+                    and set(np.round(np.abs(relative)).ravel()) == {0.0, 1.0})
+            if not free:
+                assert same, (draw, sv_t, sv_s, relative)
+                np.testing.assert_allclose(sv_t[0], sv_t[1], rtol=1e-5)  # isotropic scale
+                scales.append(sv_t[0])
+            n_differ += not same
+        if free:
+            assert n_differ >= 6  # each view draws its own scale and rotation
+    assert max(scales) / min(scales) > 1.2  # the shared scale itself varies between draws
+
+
+def test_held_out_images_come_from_outside_the_labelled_set():
+    for seed in range(20):
+        # 8 of 10 labelled, 2 held out: the held-out images can only be the 2 that are not labelled
+        split = datapipe.random_split(10, 8, seed, n_val=2)
+        np.testing.assert_array_equal(split.held_out, np.setdiff1d(np.arange(10), split.labelled))
+        np.testing.assert_array_equal(split.unlabelled, np.sort(split.labelled))  # every image but the held-out
+        # a subset of the unlabelled pool: never a held-out image
+        split = datapipe.random_split(20, 5, seed, n_unsup=12, n_val=4)
+        assert len(split.held_out) == 4 and not set(split.held_out) & set(split.labelled)
+        assert len(split.unlabelled) == 12 == len(set(split.unlabelled))
+        assert not set(split.unlabelled) & set(split.held_out) and set(split.unlabelled) <= set(range(20))

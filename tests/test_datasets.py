@@ -176,6 +176,13 @@ def test_cityscapes_maps_label_ids_to_train_ids_and_trains(tmp_path):
     assert (len(bundle.train), len(bundle.val), bundle.num_classes) == (3, 2, 19)
     assert bundle.train.sample_id(0) == "aachen_000000_000019"
     np.testing.assert_array_equal(bundle.train.load_label(0), stripes(32, 64, [0, 13, 255, 18]))
+    # every labelId against the official table (cityscapesScripts' labels.py); the rest, and 255, are ignored
+    official = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
+                27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+    label_ids = [*range(34), 255]
+    every_id = make_cityscapes(tmp_path / "every_id", h=2, w=len(label_ids), n_train=1, n_val=1, ids=label_ids)
+    label = datapipe.build_dataset("cityscapes", data_dir=str(every_id)).train.load_label(0)
+    assert label[0].tolist() == [official.get(i, 255) for i in label_ids]
     train_ok(tmp_path, ["--dataset", "cityscapes", "--data-dir", str(root)])
 
 

@@ -51,12 +51,20 @@ def test_ema_formula_includes_bn_buffers():
 
 
 def test_teacher_is_not_trained_and_functional_update_matches():
+    """At α = 0.9, where swapping α and 1 − α shows: the class and the function both give
+    α·teacher + (1 − α)·student."""
     student = small_net()
-    mt = MeanTeacher(student, alpha=0.5)
+    mt = MeanTeacher(student, alpha=0.9)
     assert all(not p.requires_grad for p in mt.teacher.parameters())
-    other = MeanTeacher(student, alpha=0.5).teacher
+    other = MeanTeacher(student, alpha=0.9).teacher
+    before = {k: v.clone() for k, v in mt.teacher.state_dict().items()}
     perturb(student)
     mt.update(student)
-    ema_update(other, student, 0.5)
+    ema_update(other, student, 0.9)
     for key, value in mt.teacher.state_dict().items():
-        torch.testing.assert_close(value, other.state_dict()[key])
+        if value.is_floating_point():
+            expected = 0.9 * before[key] + 0.1 * student.state_dict()[key]
+        else:  # num_batches_tracked: copied
+            expected = student.state_dict()[key]
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(other.state_dict()[key], expected)

@@ -15,8 +15,16 @@ import regularizers
 from datapipe.loaders import PairedViews
 from datapipe.transforms import AugParams, warp
 from regularizers.aug import AugConsistency, warp_to_student, warped_validity
+from regularizers.box_mixing import CutMix, Cutout
 from regularizers.classmix import ClassMix, choose_classes, class_mix_masks
-from regularizers.cow_masks import CowMaskGenerator, gaussian_blur, parse_sigma_range, reflect_blur_matrices
+from regularizers.cow_masks import (
+    CowMaskGenerator,
+    CowMix,
+    CowOut,
+    gaussian_blur,
+    parse_sigma_range,
+    reflect_blur_matrices,
+)
 from regularizers.ict import ICT, ict_lambdas, mix
 from regularizers.losses import ConsistencyLoss, pixel_loss
 from regularizers.vat import (
@@ -383,6 +391,106 @@ def test_classmix_pastes_image_a_where_its_chosen_classes_are():
     chosen = label[from_a].unique()
     assert len(chosen) == 2 and torch.equal(from_a, torch.isin(label, chosen))
     torch.testing.assert_close(student.last[0][:, ~from_a], x_b[0][:, ~from_a])
+
+
+class FixedMasks:
+    """A mask generator that always returns the same (N, 1, H, W) masks."""
+
+    def __init__(self, masks):
+        self.masks = np.asarray(masks, dtype=np.float32)
+
+    def generate(self, n_masks, mask_shape, rng):
+        assert (n_masks, *mask_shape) == (self.masks.shape[0], *self.masks.shape[2:])
+        return self.masks.copy()
+
+
+class ContextTeacher(nn.Module):
+    """Logits from each pixel and from the image's mean: mixing its logits is not running it on a mixed image."""
+
+    def forward(self, x):
+        context = x.mean(dim=(1, 2, 3))[:, None, None]
+        return 3 * torch.stack([x[:, 0] - x[:, 1], x[:, 1] * x[:, 2] + context, torch.tanh(x[:, 2]) - context], 1)
+
+
+def mixing_inputs(seed=0):
+    """Two batches (2, 3, 4, 5) with holes in their validity, and box masks that differ per image."""
+    g = torch.Generator().manual_seed(seed)
+    x_a, x_b = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    v_a, v_b = torch.ones(2, 1, 4, 5), torch.ones(2, 1, 4, 5)
+    v_a[0, 0, :, 0] = 0  # a padded column in a, a padded row in b
+    v_b[1, 0, 3] = 0
+    masks = np.zeros((2, 1, 4, 5), np.float32)
+    masks[0, 0, 1:3, 1:4] = 1
+    masks[1, 0, 0:4, 3:5] = 1
+    return x_a, x_b, v_a, v_b, masks
+
+
+CONF = 0.7  # the teacher's confidence threshold in these tests: some pixels pass it, some do not
+
+
+def loss_by_hand(student_logits, target, loss_mask):
+    """var loss, summed over classes, × loss mask, averaged over ALL N·H·W pixels, × confident fraction."""
+    n, _, h, w = student_logits.shape
+    per_pixel = (F.softmax(student_logits, 1) - target).pow(2).sum(1) * loss_mask[:, 0]
+    conf_frac = (target.max(1).values >= CONF).float().mean()
+    return per_pixel.sum() / (n * h * w) * conf_frac, conf_frac
+
+
+@pytest.mark.parametrize("cls", [CutMix, CowMix])
+def test_cutmix_takes_box_pixels_from_the_partner_and_mixes_teacher_logits(cls):
+    x_a, x_b, v_a, v_b, masks = mixing_inputs()
+    m = torch.from_numpy(masks).bool()  # M = 1 → the pixel comes from x_b (the partner)
+    student, teacher = Recorder(seed=1), ContextTeacher()
+    reg = cls(ConsistencyLoss("var", conf_thresh=CONF), np.random.default_rng(0), FixedMasks(masks))
+    loss, stats = reg(student, teacher, {"image": x_a, "valid": v_a}, {"image": x_b, "valid": v_b})
+    x_mixed = torch.where(m, x_b, x_a)
+    torch.testing.assert_close(student.last, x_mixed)
+    with torch.no_grad():
+        t_a, t_b = teacher(x_a), teacher(x_b)
+        target = F.softmax(torch.where(m, t_b, t_a), 1)  # softmax after mixing the logits
+        assert not torch.allclose(target, F.softmax(teacher(x_mixed), 1), atol=1e-3)  # the teacher needs context
+        expected, conf_frac = loss_by_hand(student(x_mixed), target, torch.where(m, v_b, v_a))
+    assert 0 < conf_frac < 1
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["conf_frac"].item() == pytest.approx(conf_frac.item())
+    assert stats["mask_mean"].item() == pytest.approx(masks.mean())
+
+
+@pytest.mark.parametrize("cls", [Cutout, CowOut])
+def test_cutout_zeroes_outside_the_mask_and_counts_only_masked_valid_pixels(cls):
+    x, _, valid, _, masks = mixing_inputs(1)
+    m = torch.from_numpy(masks)
+    student, teacher = Recorder(seed=2), ContextTeacher()
+    reg = cls(ConsistencyLoss("var", conf_thresh=CONF), np.random.default_rng(0), FixedMasks(masks))
+    loss, stats = reg(student, teacher, {"image": x, "valid": valid})
+    x_cut = torch.where(m.bool(), x, torch.zeros(()))  # the student sees x where M = 1, the mean (0) elsewhere
+    torch.testing.assert_close(student.last, x_cut)
+    with torch.no_grad():
+        target = F.softmax(teacher(x), 1)  # the teacher sees the whole image
+        expected, conf_frac = loss_by_hand(student(x_cut), target, m * valid)
+        without_mask, _ = loss_by_hand(student(x_cut), target, valid)
+    assert 0 < conf_frac < 1 and abs(without_mask.item() - expected.item()) > 1e-3 * expected.item()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["conf_frac"].item() == pytest.approx(conf_frac.item())
+
+
+def test_classmix_input_target_and_loss_mask_by_hand():
+    x_a, x_b, v_a, v_b, _ = mixing_inputs(2)
+    student, teacher = Recorder(seed=3), ContextTeacher()
+    reg = ClassMix(ConsistencyLoss("var", conf_thresh=CONF), np.random.default_rng(4))
+    loss, stats = reg(student, teacher, {"image": x_a, "valid": v_a}, {"image": x_b, "valid": v_b})
+    with torch.no_grad():
+        t_a, t_b = teacher(x_a), teacher(x_b)
+        # the mask itself is tested above; here: M = 1 → the pixel comes from x_a (the opposite of CutMix)
+        m = class_mix_masks(t_a.argmax(1), v_a, np.random.default_rng(4)).bool()
+        assert 0 < m.float().mean() < 1
+        x_mixed = torch.where(m, x_a, x_b)
+        torch.testing.assert_close(student.last, x_mixed)
+        target = F.softmax(torch.where(m, t_a, t_b), 1)
+        expected, conf_frac = loss_by_hand(student(x_mixed), target, torch.where(m, v_a, v_b))
+    assert 0 < conf_frac < 1
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["mask_mean"].item() == pytest.approx(m.float().mean().item())
 
 
 def tiny_batches(n=2, h=16, w=16, seed=0):

@@ -367,6 +367,67 @@ def test_mlp_rows_equal_the_repeated_batch(norm_layer):
     torch.testing.assert_close(model(x, rows=rows, use_dropout=False), model(x[rows], use_dropout=False))
 
 
+class XModel(torch.nn.Module):
+    """Class-1 logit 10·u (u: the x coordinate in [-1, 1]): class 1 right of the image's centre line."""
+
+    def forward(self, x, use_dropout=True):
+        return torch.stack([torch.zeros_like(x[:, 0]), 10 * x[:, 0]], dim=1)
+
+
+def test_evaluate_error_rates_by_hand():
+    # pixel centres at u = -0.8, -0.4, 0, 0.4, 0.8: the model predicts class 1 in columns 2 to 4 (p = 0.5 in
+    # column 2 counts as class 1)
+    image = half_plane(4, 5, 2)
+    image[0, 4], image[1, 0] = False, True  # 2 of the 20 pixels disagree with the prediction
+    pos = np.array([[2.5, 1.5], [1.5, 2.5], [4.5, 0.5], [0.5, 3.5], [4.0, 3.0]])  # (x, y) px; x = 2.5: u = 0
+    labels = np.array([1, 1, 1, 0, 0])  # p(class 1) = 0.5 → 1 (right); 0.02 → 0 (wrong); right; right; 1 (wrong)
+    data = toy2d.ToyData("hand", image, pos, labels, pos[:1], labels[:1])
+    result = toy2d.evaluate(XModel(), data, torch.device("cpu"))
+    assert result["error_rate"] == pytest.approx(2 / 5) and result["grid_error_rate"] == pytest.approx(2 / 20)
+    u = np.array([-0.8, -0.4, 0.0, 0.4, 0.8])
+    np.testing.assert_allclose(result["prob_grid"], np.tile(1 / (1 + np.exp(-10 * u)), (4, 1)), rtol=1e-5)
+
+
+class StubNet(torch.nn.Module):
+    def __init__(self, weights, bias):
+        super().__init__()
+        self.weights, self.bias = torch.tensor(weights), torch.tensor(bias)
+
+    def forward(self, x, use_dropout=True):
+        return x @ self.weights + self.bias
+
+
+@pytest.mark.parametrize("conf_avg", [False, True])
+def test_constrained_consistency_loss_by_hand(conf_avg):
+    """Loss = Σ per-sample loss × confidence × contour mask / Σ contour mask, on a distance map whose value is
+    the x pixel coordinate: a pair is kept when the perturbation moves x by at most R px."""
+    size, max_change, sigma_px = 64, 4.0, 4.0
+    dist_map_t = torch.arange(size, dtype=torch.float32).expand(size, size)[None, None].contiguous()
+    x_u = torch.tensor([[-0.4, 0.1], [-0.2, -0.3], [0.0, 0.3], [0.1, -0.1], [0.2, 0.45], [0.3, -0.4],
+                        [-0.1, 0.0], [0.4, 0.2], [-0.3, -0.2], [0.05, 0.35]])
+    sigma = torch.tensor([sigma_px * 2 / size, sigma_px * 2 / size])
+    teacher = StubNet([[0.0, 6.0], [0.0, 6.0]], [0.0, 0.0])  # confident where |x + y| is large
+    student = StubNet([[1.0, -2.0], [3.0, 0.5]], [0.2, -0.1])
+    cfg = toy2d.ToyConfig(dist_contour_range=max_change, cons_loss="var", conf_thresh=0.8, conf_avg=conf_avg,
+                          cons_dropout=False)
+    loss, diagnostics = toy2d.consistency_loss(student, teacher, x_u, cfg, sigma, dist_map_t,
+                                               torch.Generator().manual_seed(0))
+    noise = torch.randn(x_u.shape, generator=torch.Generator().manual_seed(0))  # the same draw
+    x_hat = x_u + noise * sigma
+    moved_px = noise[:, 0].abs() * sigma_px  # change of the map = change of the x pixel coordinate
+    assert ((moved_px - max_change).abs() > 1e-3).all()
+    keep = (moved_px <= max_change).float()
+    p_t, p_s = (x_u @ teacher.weights).softmax(1), (x_hat @ student.weights + student.bias).softmax(1)
+    confident = (p_t.max(1).values >= 0.8).float()
+    per_sample = (p_s - p_t).pow(2).mean(1)  # mean over the 2 classes
+    conf_factor = confident.mean() if conf_avg else confident
+    expected = (per_sample * conf_factor * keep).sum() / keep.sum()
+    assert 0 < keep.sum() < len(keep) and 0 < confident.sum() < len(confident)
+    assert ((1 - keep) * conf_factor * per_sample).sum() > 1e-3 * expected  # a dropped pair would count
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(diagnostics[:2], torch.stack([confident.mean(), keep.mean()]))
+
+
 # -- rendering --------------------------------------------------------------------------------------------
 
 

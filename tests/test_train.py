@@ -357,3 +357,25 @@ def test_usage_errors_are_one_line_too(script, args, message):
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 2 and result.output.startswith("Error: "), result.output
     assert len(result.output.strip().splitlines()) == 1 and message in result.output, result.output
+
+
+def test_teacher_is_the_moving_average_of_the_student_after_each_step(tmp_path):
+    """One step from a known initialisation: teacher = α·init + (1 − α)·student for every float entry of the
+    state (BatchNorm statistics too: without a regularizer the teacher never runs in train mode)."""
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", "none", "--iters", "1", "--seed", "3", "--teacher-alpha", "0.9",
+                  "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    torch.manual_seed(3)  # as the script does: the global RNG initialises the weights
+    init = architectures.build_arch(config["arch"], config["num_classes"], pretrained=config["pretrained"],
+                                    freeze_bn=config["freeze_bn"]).state_dict()
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    student, teacher = ckpt["student"], ckpt["teacher"]
+    moved = [k for k, v in init.items() if v.is_floating_point() and not torch.equal(teacher[k], v)]
+    assert len(moved) > len([v for v in init.values() if v.is_floating_point()]) // 2  # the teacher learnt
+    for key, value in init.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(teacher[key], 0.9 * value + 0.1 * student[key])
+        else:  # BatchNorm's num_batches_tracked: copied from the student
+            assert torch.equal(teacher[key], student[key]) and student[key].item() == 1

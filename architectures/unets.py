@@ -95,6 +95,7 @@ class DenseUNet(SegNet):
 
 class ResUNet(SegNet):
     input_multiple = 32  # five ×2 downsamplings: evaluation pads to multiples of 32, as the authors did
+
     def __init__(self, num_classes: int, depth: int = 50, pretrained: bool = False):
         super().__init__()
         self.backbone = resnet_backbone(depth, pretrained)

@@ -21,7 +21,10 @@ import ctypes
 import json
 import math
 import shutil
+import socket
+import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +32,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 
@@ -121,6 +125,7 @@ GLOBAL_DEFAULTS = {
     "resume": False,
     "save_model": False,
     "save_preds": False,
+    "processes": 1,  # not an option: torchrun's process count (WORLD_SIZE), recorded for --resume
 }
 
 
@@ -202,9 +207,6 @@ def resolve_config(given: dict) -> dict:
     if cfg["aug_hvflip"] and crop is not None and crop[0] != crop[1]:
         raise ConfigError(f"--aug-hvflip transposes the crop, which needs a square --crop-size (got "
                           f"{crop[0]},{crop[1]}); drop --aug-hvflip or give a square crop")
-    if cfg["mix_partner"] == "batch" and cfg["batch_size"] * cfg["unsup_batch_ratio"] < 2:
-        raise ConfigError("--mix-partner batch pairs images within the unlabelled batch, which needs at least 2; "
-                          "raise --batch-size")
     cfg["num_classes"] = bundle.num_classes
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
@@ -212,7 +214,8 @@ def resolve_config(given: dict) -> dict:
     return cfg, bundle
 
 
-RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers"}  # what --resume may set
+# what --resume may set
+RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers", "processes"}
 
 
 def resume_config(given: dict):
@@ -429,9 +432,168 @@ def jsonable(cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
 
+# ----------------------------------------------------------------------------- several processes (torchrun)
+
+class Processes:
+    """This process's place in a run of several processes (``--processes N`` or ``torchrun
+    --nproc_per_node=N``, which set ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``); otherwise rank 0 of 1.
+
+    Every process trains on its share of each batch (``--batch-size`` is the whole batch); after backward
+    the gradients are averaged over the processes, so all of them hold the same weights, and the buffers
+    (BatchNorm statistics) of student and teacher are copied from process 0 after each step, as
+    ``DistributedDataParallel`` does. Averaging after backward, rather than wrapping the student in DDP,
+    lets the regularizers call the networks any number of times per step (VAT's power iteration
+    differentiates with respect to the input). Process 0 writes the run directory.
+    """
+
+    def __init__(self, environ=os.environ):
+        self.world = int(environ.get("WORLD_SIZE", "1"))
+        self.rank = int(environ.get("RANK", "0"))
+        self.local_rank = int(environ.get("LOCAL_RANK", "0"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, name: str) -> torch.device:
+        """The device of this process: with several processes, CUDA process k of a machine uses GPU k."""
+        device = torch.device(name)
+        if self.world == 1 or device.type != "cuda":
+            return device
+        if device.index is not None:
+            raise ConfigError(f"--device {name}: with several processes each uses the GPU of its local rank; "
+                              f"give --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
+        if self.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"more processes on this machine than its {torch.cuda.device_count()} CUDA "
+                              f"device(s); lower --processes (torchrun: --nproc_per_node)")
+        return torch.device("cuda", self.local_rank)
+
+    def start(self, device: torch.device) -> None:
+        """Join the process group: NCCL between GPUs, Gloo between CPU processes."""
+        if self.world > 1 and not dist.is_initialized():
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
+
+    def stop(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def flat_op(self, tensors: list[torch.Tensor], op) -> None:
+        """Apply ``op`` (an in-place collective) to ``tensors`` as one flat tensor per dtype, in place."""
+        for dtype in dict.fromkeys(t.dtype for t in tensors):
+            group = [t for t in tensors if t.dtype == dtype]
+            flat = torch.cat([t.reshape(-1) for t in group])
+            op(flat)
+            for t, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
+                t.copy_(part.view(t.shape))
+
+    def sum_(self, *tensors: torch.Tensor) -> None:
+        """In place: each tensor becomes its sum over the processes."""
+        if self.world > 1:
+            self.flat_op(list(tensors), dist.all_reduce)
+
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """In place: every gradient of ``module`` becomes its mean over the processes."""
+        def average(flat: torch.Tensor) -> None:
+            dist.all_reduce(flat)
+            flat.div_(self.world)
+
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if self.world > 1 and grads:
+            self.flat_op(grads, average)
+
+    def copy_from_main(self, *tensors: torch.Tensor) -> None:
+        """In place: every process gets process 0's values."""
+        if self.world > 1 and tensors:
+            self.flat_op(list(tensors), lambda flat: dist.broadcast(flat, 0))
+
+    def gather(self, obj) -> list:
+        """``obj`` of every process, in rank order (on every process)."""
+        if self.world == 1:
+            return [obj]
+        objs = [None] * self.world
+        dist.all_gather_object(objs, obj)
+        return objs
+
+    def shard(self, dataset: datapipe.SegDataset) -> datapipe.SegDataset:
+        """This process's images of an evaluation set: every world-th one, from its rank."""
+        if self.world == 1:
+            return dataset
+        return datapipe.Subset(dataset, range(self.rank, len(dataset), self.world))
+
+
+def launch_processes(n: int, args: list[str]) -> int:
+    """Run this script with ``args`` in ``n`` processes on this machine, as ``torchrun --standalone
+    --nproc_per_node=n`` would; returns the exit status of the first process to fail (0 if none does),
+    after stopping the others, which would wait for it forever.
+
+    The processes' standard error comes through this one, and a line that another process has already
+    written is not repeated: an error every process finds (a bad option) is one line, as in one process.
+    """
+    with socket.socket() as probe:  # a free port for the processes' rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": str(n), "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], text=True,
+                                 stderr=subprocess.PIPE, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+                for r in range(n)]
+    written, lock = {}, threading.Lock()  # line → the processes that wrote it
+
+    def relay(rank: int, stream) -> None:
+        for line in stream:
+            with lock:
+                writers = written.setdefault(line, set())
+                if not writers or rank in writers:  # new, or this process's own repetition
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+                writers.add(rank)
+
+    relays = [threading.Thread(target=relay, args=(r, c.stderr), daemon=True) for r, c in enumerate(children)]
+    for thread in relays:
+        thread.start()
+    status = 0
+    try:
+        while any(c.poll() is None for c in children):
+            failed = [c.returncode for c in children if c.returncode not in (None, 0)]
+            if failed and not status:
+                status = failed[0]
+                for c in children:
+                    if c.poll() is None:
+                        c.terminate()
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        for c in children:
+            c.terminate()
+        status = 130
+    for c, thread in zip(children, relays, strict=True):
+        c.wait()
+        thread.join()
+    return status or next((c.returncode for c in children if c.returncode), 0)
+
+
+def saved_processes(out_dir: str | None) -> int:
+    """The number of processes of the run in ``out_dir`` (1 where unknown; --resume reports what is wrong)."""
+    try:
+        return int(json.loads((Path(out_dir) / "config.json").read_text()).get("processes", 1))
+    except (TypeError, OSError, ValueError, AttributeError):
+        return 1
+
+
 # ----------------------------------------------------------------------------- evaluation
 
-def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_dir: Path | None = None) -> dict:
+def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_dir: Path | None = None,
+                   procs: Processes | None = None) -> dict:
+    """Scores of ``model`` on ``dataset``; several processes each score a share and sum their counts."""
+    procs = procs or Processes({})
+    dataset = procs.shard(dataset)
     loader = datapipe.eval_loader(dataset, cfg["eval_batch_size"], net_mean, net_std, cfg["num_workers"])
 
     def save_preds(batch, pred):
@@ -456,17 +618,32 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
     confusion = evaluation.evaluate(model, batches, cfg["num_classes"], dataset.ignore_index, cfg["device"],
                                     on_prediction=on_prediction,
                                     postprocess=evaluation.fill_holes if cfg["bin_fill_holes"] else None)
+    jaccard_sum = torch.tensor([sum(jaccards), len(jaccards)], dtype=torch.float64, device=confusion.matrix.device)
+    procs.sum_(confusion.matrix, jaccard_sum)
     scores = {"miou": confusion.miou(), "per_class_iou": confusion.per_class_iou()}
-    if jaccards:
-        scores["jaccard"] = float(np.mean(jaccards))
+    if jaccard_sum[1] > 0:
+        scores["jaccard"] = float(jaccard_sum[0] / jaccard_sum[1])
     return scores
 
 
 # ----------------------------------------------------------------------------- training
 
-def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
+def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None) -> dict:
+    procs = procs or Processes({})
+    if cfg["resume"] and cfg["processes"] != procs.world:
+        raise ConfigError(f"--resume: the run in {cfg['out_dir']} trained in {cfg['processes']} process(es); "
+                          f"continue it with as many (--processes {cfg['processes']})")
+    cfg["processes"] = procs.world
+    if cfg["batch_size"] % procs.world:
+        raise ConfigError(f"--batch-size {cfg['batch_size']} is the whole batch, split between {procs.world} "
+                          f"processes; give a multiple of {procs.world}")
+    if cfg["mix_partner"] == "batch" and cfg["batch_size"] // procs.world * cfg["unsup_batch_ratio"] < 2:
+        raise ConfigError(f"--mix-partner batch pairs images within each process's unlabelled batch, which "
+                          f"needs at least 2; raise --batch-size to {2 * procs.world} or more")
+    device = procs.device(cfg["device"])
+    procs.start(device)
     out = check_out_dir(cfg)
-    device = torch.device(cfg["device"])
+    procs.barrier()  # every process has checked the run directory before process 0 replaces it
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
     if cfg.get("keep_freed_memory", True):
@@ -495,12 +672,16 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     student = architectures.build_arch(cfg["arch"], cfg["num_classes"], pretrained=cfg["pretrained"],
                                        freeze_bn=cfg["freeze_bn"], weights=cfg["weights"])
     student = student.to(device, memory_format=memory_format)
+    procs.copy_from_main(*student.state_dict().values())  # the same start everywhere
     mean_teacher = regularizers.MeanTeacher(student, cfg["teacher_alpha"]) if cfg["model"] == "mean_teacher" else None
     teacher = mean_teacher.teacher if mean_teacher else student
     optimizer = make_optimizer(cfg, student)
 
     cons_loss = regularizers.ConsistencyLoss(cfg["cons_loss"], cfg["conf_thresh"], cfg["conf_per_pixel"])
-    mask_rng = np.random.default_rng([cfg["seed"], 1000])
+    # masks and dropout: a stream of each process's own (one process: the single-process streams)
+    mask_rng = np.random.default_rng([cfg["seed"], 1000] + ([procs.rank] if procs.world > 1 else []))
+    if procs.world > 1:
+        torch.manual_seed(int(np.random.SeedSequence([cfg["seed"], 2000, procs.rank]).generate_state(1)[0]))
     reg = None if cfg["reg"] == "none" else regularizers.build_regularizer(cfg["reg"], cons_loss, mask_rng, cfg)
 
     start_iter = 0
@@ -509,7 +690,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
         student.load_state_dict(ckpt["student"])
         teacher.load_state_dict(ckpt["teacher"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        mask_rng.bit_generator.state = ckpt["mask_rng"]
+        mask_rng.bit_generator.state = ckpt["mask_rng"][procs.rank] if procs.world > 1 else ckpt["mask_rng"]
         start_iter = ckpt["iter"]
         if cfg["iters"] <= start_iter:
             raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations; "
@@ -517,20 +698,22 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
     params = aug_params(cfg)
     mean, std = student.mean, student.std
-    batch_size, unsup_batch_size = cfg["batch_size"], cfg["batch_size"] * cfg["unsup_batch_ratio"]
+    batch_size = cfg["batch_size"] // procs.world  # this process's share
+    unsup_batch_size = batch_size * cfg["unsup_batch_ratio"]
+    shard = {"rank": procs.rank, "world": procs.world}
     sup_stream = datapipe.stream_loader(labelled, params, batch_size, cfg["seed"], 0, True, mean, std,
-                                        cfg["num_workers"], start=start_iter * batch_size)
+                                        cfg["num_workers"], start=start_iter * batch_size, **shard)
     unsup_streams = []
     if reg is not None:
         n_streams = 2 if reg.needs_partner and cfg["mix_partner"] == "stream" else 1
         unsup_streams = [datapipe.stream_loader(unlabelled, params, unsup_batch_size, cfg["seed"], 1 + k, False,
                                                 mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size,
                                                 paired=reg.needs_views, offset_range=cfg["aug_offset_range"],
-                                                free_scale_rot=cfg["aug_free_scale_rot"])
+                                                free_scale_rot=cfg["aug_free_scale_rot"], **shard)
                          for k in range(n_streams)]
 
     if cfg["resume"] and "torch_rng" in ckpt:  # dropout's stream, where the checkpointed run left it
-        set_torch_rng_state(ckpt["torch_rng"], device)
+        set_torch_rng_state(ckpt["torch_rng"][procs.rank] if procs.world > 1 else ckpt["torch_rng"], device)
 
     def to_device(batch):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -539,7 +722,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
                 batch[key] = batch[key].contiguous(memory_format=memory_format)
         return batch
 
-    if not cfg["resume"]:  # every input is read and checked: now the run directory may be replaced
+    if not cfg["resume"] and procs.main:  # every input is read and checked: now the run directory may be replaced
         start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
@@ -549,32 +732,44 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     running = {"sums": torch.zeros(3, dtype=torch.float64, device=device), "n": 0, "shown": float("nan")}
 
     def log_evaluation(scores: dict, done: int) -> dict:
-        """Append one record to metrics.jsonl (training means since the last one) and print it."""
-        means = (running["sums"] / max(running["n"], 1)).tolist()
+        """Append one record to metrics.jsonl (training means since the last one, over the processes) and
+        print it."""
+        procs.sum_(running["sums"])
+        means = (running["sums"] / max(running["n"] * procs.world, 1)).tolist()
         record = {"iter": done, **scores, **dict(zip(("sup_loss", "cons_loss", "conf_frac"), means, strict=True)),
                   "seconds": seconds_before + time.time() - t0}
+        running["sums"].zero_()
+        running["n"] = 0
+        if not procs.main:
+            return record
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         click.echo(f"\n[iter {done}] mIoU {100 * scores['miou']:.2f}%  sup loss {record['sup_loss']:.4f}  "
                    f"cons loss {record['cons_loss']:.4f}  confident {record['conf_frac']:.3f}")
-        running["sums"].zero_()
-        running["n"] = 0
         return record
 
     def save_state(done: int) -> None:
+        """Process 0 writes the checkpoint; the random streams of every process go into it."""
+        mask_states, torch_states = procs.gather(mask_rng.bit_generator.state), procs.gather(torch_rng_state(device))
+        if not procs.main:
+            return
+        streams = {"mask_rng": mask_states, "torch_rng": torch_states} if procs.world > 1 else \
+            {"mask_rng": mask_states[0], "torch_rng": torch_states[0]}
         save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
-                        optimizer=optimizer.state_dict(), mask_rng=mask_rng.bit_generator.state,
-                        torch_rng=torch_rng_state(device), iter=done, seconds=seconds_before + time.time() - t0,
-                        config=jsonable(cfg))
+                        optimizer=optimizer.state_dict(), **streams, iter=done,
+                        seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
 
     student.train()
     if mean_teacher is not None:  # the Π-model's teacher is the student, which stays in train mode
         teacher.train(cfg["teacher_bn_mode"] == "train")
     iters = cfg["iters"]
-    with click.progressbar(range(start_iter, iters), label="training", show_pos=True,
-                           item_show_func=lambda _: None if math.isnan(running["shown"]) else
-                           f"sup {running['shown']:.3f}",
-                           file=None) as bar:
+    # the buffers (BatchNorm statistics) that process 0 hands to the others after each step
+    buffers = list(dict.fromkeys([*student.buffers(), *teacher.buffers()]))
+    progress = click.progressbar(range(start_iter, iters), label="training", show_pos=True,
+                                 item_show_func=lambda _: None if math.isnan(running["shown"]) else
+                                 f"sup {running['shown']:.3f}") if procs.main else \
+        contextlib.nullcontext(range(start_iter, iters))
+    with progress as bar:
         for it in bar:
             # learning rate
             for group in optimizer.param_groups:
@@ -583,8 +778,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
             # supervised cross-entropy (255 = ignore)
             sup = to_device(next(sup_stream))
             logits = student(sup["image"])
-            n_labelled = (sup["label"] != 255).sum().clamp(min=1)
-            loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") / n_labelled
+            n_labelled = (sup["label"] != 255).sum()
+            procs.sum_(n_labelled)  # the labelled pixels of the whole batch: the mean of one process
+            loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") * procs.world \
+                / n_labelled.clamp(min=1)
             step_stats = [loss.detach()]
 
             # consistency on unlabelled data
@@ -600,10 +797,12 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            procs.average_gradients(student)
             with one_cpu_thread(device):
                 optimizer.step()
                 if mean_teacher is not None:
                     mean_teacher.update(student)
+            procs.copy_from_main(*buffers)
             running["sums"][: len(step_stats)] += torch.stack(step_stats)
             running["n"] += 1
             if running["n"] % 50 == 0:  # the progress bar's loss: one host sync every 50 iterations
@@ -612,12 +811,12 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
             # evaluate, log and checkpoint (the final evaluation follows the loop)
             done = it + 1
             if done < iters and cfg["eval_every"] and done % cfg["eval_every"] == 0:
-                log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std), done)
+                log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std, procs=procs), done)
                 save_state(done)
 
     # the final teacher is what is reported (no best-iteration picking)
     preds_dir = out / "preds" if cfg["save_preds"] else None
-    final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir)
+    final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir, procs)
     record = log_evaluation(final_scores, iters)
     save_state(iters)
     seconds = record["seconds"]
@@ -631,7 +830,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle) -> dict:
     if cfg["n_val"] and bundle.val is not None:
         tests = {"val" if tests else "test": bundle.val, **tests}
     for name, test_set in tests.items():
-        final.update({f"{name}_{k}": v for k, v in run_evaluation(teacher, test_set, cfg, mean, std).items()})
+        final.update({f"{name}_{k}": v for k, v in
+                      run_evaluation(teacher, test_set, cfg, mean, std, procs=procs).items()})
+    if not procs.main:
+        return final
     write_json(out / "final.json", final)
     if cfg["save_model"]:
         torch.save(teacher.state_dict(), out / "model.pt")
@@ -819,6 +1021,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
       "(paper-era; mostly float32 rounding noise) instead of the exact first-order direction [off]")
 # run
 @option("--seed", type=int, help="seed of initialisation, augmentation and masks [0]")
+@option("--processes", type=click.IntRange(min=1),
+        help="processes on this machine, one per GPU with --device cuda (or use torchrun) [1; --resume: the run's]")
 @option("--device", help="cpu, cuda, cuda:1, ... [cuda if available]")
 @option("--num-workers", "--num_workers", "num_workers", type=click.IntRange(min=0), help="loader workers [0]")
 @option("--threads", type=click.IntRange(min=1), help="torch CPU threads [torch default]")
@@ -830,11 +1034,22 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 def main(**given):
     """Train a segmentation network with mean teacher and a consistency regularizer."""
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)  # one line each
+    procs = Processes()
+    if procs.world == 1:  # not started by torchrun or by --processes: start the processes here
+        n = given["processes"] or (saved_processes(given["out_dir"]) if given["resume"] else 1)
+        if n > 1:
+            return launch_processes(n, sys.argv[1:])
+    elif given["processes"] not in (None, procs.world):
+        raise ConfigError(f"--processes {given['processes']} differs from the {procs.world} processes torchrun "
+                          f"started; drop --processes")
+    given = {**given, "processes": None}  # the count is the processes' own, set by train()
     try:
         cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
-        train(cfg, bundle)
+        train(cfg, bundle, procs)
     except (datapipe.DataError, architectures.WeightsError) as err:
         raise click.ClickException(one_line(err)) from None
+    finally:
+        procs.stop()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ order of epoch e is a permutation drawn from ``(seed, stream, e)``, and the augm
 uses its own generator ``np.random.default_rng([seed, stream, k])``. Restarting a stream at draw k
 (``start``) therefore continues it exactly, which is what an exact resume needs.
 
+Several processes (``rank`` of ``world``, each with batches of ``batch_size``) split one stream: batch t
+of the whole stream is draws t·B … t·B + B − 1 with B = world · batch_size, and process r takes the r-th
+``batch_size`` of them, so the processes' batches, in rank order, are one process's batches of B.
+
 Batches (SPEC §10): labelled ``image`` (N, 3, H, W) float normalised with the network's mean/std
 and ``label`` (N, H, W) int64; unlabelled ``image`` and ``valid`` (N, 1, H, W) float 0/1; each
 also carries ``matrix`` (N, 2, 3), the source → view affine matrix of its augmentation.
@@ -25,22 +29,32 @@ from .transforms import AugParams, rotation, sample_matrix, scaling, warp
 
 
 class StreamSampler(Sampler):
-    """Endless ``(index, draw)`` pairs: one seeded permutation of ``range(n)`` per epoch."""
+    """Endless ``(index, draw)`` pairs: one seeded permutation of ``range(n)`` per epoch.
 
-    def __init__(self, n: int, seed: int, stream: int, start: int = 0):
+    ``start``: draws already taken by this process. ``rank``, ``world``, ``batch_size``: this process's
+    share of a stream split between ``world`` processes (see the module doc); one process takes every draw.
+    """
+
+    def __init__(self, n: int, seed: int, stream: int, start: int = 0, rank: int = 0, world: int = 1,
+                 batch_size: int = 1):
         if n < 1:
             raise ValueError("cannot stream an empty dataset")
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} outside [0, {world})")
         self.n, self.seed, self.stream, self.start = n, seed, stream, start
+        self.rank, self.world, self.batch_size = rank, world, batch_size
 
     def __iter__(self):
-        draw = self.start
+        taken = self.start
         epoch, order = None, None
         while True:
+            batch, row = divmod(taken, self.batch_size)
+            draw = (batch * self.world + self.rank) * self.batch_size + row
             if draw // self.n != epoch:
                 epoch = draw // self.n
                 order = np.random.default_rng([self.seed, self.stream, epoch]).permutation(self.n)
             yield int(order[draw % self.n]), draw
-            draw += 1
+            taken += 1
 
 
 def fill_value(mean) -> tuple[float, float, float]:
@@ -173,16 +187,18 @@ def own_generator() -> torch.Generator:
 
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
                   with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
-                  offset_range: int = 16, free_scale_rot: bool = False):
-    """An endless iterator of augmented batches; ``start`` = number of samples already drawn.
+                  offset_range: int = 16, free_scale_rot: bool = False, rank: int = 0, world: int = 1):
+    """An endless iterator of augmented batches; ``start`` = number of samples this process already drew.
 
     ``paired``: unlabelled teacher/student views of each image (see ``PairedViews``).
+    ``rank``, ``world``: this process's share of a stream split between processes (module doc).
     """
     if paired:
         views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean))
     else:
         views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
-    loader = DataLoader(views, batch_size=batch_size, sampler=StreamSampler(len(dataset), seed, stream, start),
+    sampler = StreamSampler(len(dataset), seed, stream, start, rank, world, batch_size)
+    loader = DataLoader(views, batch_size=batch_size, sampler=sampler,
                         num_workers=num_workers, collate_fn=Normalise(mean, std),
                         persistent_workers=num_workers > 0, drop_last=True, generator=own_generator())
     return iter(loader)

@@ -1,0 +1,128 @@
+"""Training in several processes (``--processes N`` or ``torchrun``): two Gloo processes on the CPU against one."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import datapipe
+import train_seg_semisup
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = ["--synthetic-n-train", "24", "--synthetic-n-val", "6", "--n-sup", "6", "--batch-size", "4",
+        "--eval-batch-size", "3", "--threads", "1", "--device", "cpu"]
+
+
+def launch(args, processes: int = 1, torchrun: bool = False):
+    """The training script in a subprocess; ``processes`` > 1: started by ``--processes`` or by torchrun."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "train_seg_semisup.py")
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               script, *args]
+    else:
+        cmd = [sys.executable, script, *args, *(["--processes", str(processes)] if processes > 1 else [])]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def float_state(path: Path) -> dict:
+    return {k: v.double() for k, v in torch.load(path, weights_only=False).items() if v.is_floating_point()}
+
+
+def test_split_stream_is_the_single_process_stream():
+    """Two processes with batches of 3 draw, in rank order, exactly one process's batches of 6."""
+    def take(sampler, n):
+        it = iter(sampler)
+        return [next(it) for _ in range(n)]
+
+    single = take(datapipe.StreamSampler(7, seed=3, stream=1), 30)
+    shares = [take(datapipe.StreamSampler(7, seed=3, stream=1, rank=r, world=2, batch_size=3), 15) for r in (0, 1)]
+    merged = [pair for t in range(5) for r in (0, 1) for pair in shares[r][3 * t:3 * t + 3]]
+    assert merged == single
+    # a process restarted after 6 of its draws (two of its batches) continues its share exactly
+    restarted = take(datapipe.StreamSampler(7, seed=3, stream=1, start=6, rank=1, world=2, batch_size=3), 9)
+    assert restarted == shares[1][6:]
+    with pytest.raises(ValueError, match="rank 2 outside"):
+        datapipe.StreamSampler(7, seed=0, stream=0, rank=2, world=2)
+
+
+def test_two_processes_train_what_one_process_trains(tmp_path):
+    """Supervised, BatchNorm frozen: 2 processes × 2 images = 1 process × 4 images, up to float rounding —
+    the same images and augmentations, the same loss normalisation, averaged gradients; the sharded
+    evaluation sums the same confusion matrix."""
+    args = [*TINY, "--reg", "none", "--freeze-bn", "--iters", "12", "--eval-every", "6", "--lr", "3e-3",
+            "--save-model"]
+    runs = {}
+    for n, torchrun in ((1, False), (2, False), ("torchrun", True)):
+        out = tmp_path / f"p{n}"
+        proc = launch([*args, "--out-dir", str(out)], 2 if torchrun else n, torchrun)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[n] = out
+    one, two = float_state(runs[1] / "model.pt"), float_state(runs[2] / "model.pt")
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+    by_torchrun = float_state(runs["torchrun"] / "model.pt")  # the same processes, started by torchrun
+    assert all(torch.equal(two[k], by_torchrun[k]) for k in two)
+    m1, m2 = ([json.loads(line) for line in (runs[n] / "metrics.jsonl").read_text().splitlines()] for n in (1, 2))
+    assert [m["iter"] for m in m2] == [6, 12]
+    for a, b in zip(m1, m2, strict=True):
+        assert b["sup_loss"] == pytest.approx(a["sup_loss"], rel=1e-5)
+        assert b["per_class_iou"] == pytest.approx(a["per_class_iou"], abs=1e-3)
+    final = json.loads((runs[2] / "final.json").read_text())
+    assert 0.0 < final["miou"] <= 1.0 and final["miou"] == m2[-1]["miou"]
+    assert json.loads((runs[2] / "config.json").read_text())["processes"] == 2
+    # the sharded evaluation of a network = one process's evaluation of it (exactly: integer counts)
+    scores = {}
+    for n in (1, 2):
+        out = tmp_path / f"eval{n}"
+        proc = launch([*TINY, "--reg", "none", "--iters", "0", "--weights", str(runs[2] / "model.pt"),
+                       "--out-dir", str(out)], n)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        scores[n] = json.loads((out / "final.json").read_text())
+    assert scores[2]["per_class_iou"] == scores[1]["per_class_iou"] and scores[2]["miou"] == final["miou"]
+
+
+def test_two_process_cutmix_resumes_exactly(tmp_path):
+    """CutMix in 2 processes (a mask stream each), stopped after 2 iterations and resumed to 4, ends with the
+    weights of the uninterrupted run: the checkpoint holds every process's random streams."""
+    args = [*TINY, "--reg", "cutmix", "--eval-every", "2"]
+    straight, parted = tmp_path / "straight", tmp_path / "parted"
+    assert launch([*args, "--iters", "4", "--out-dir", str(straight)], 2).returncode == 0
+    assert launch([*args, "--iters", "2", "--out-dir", str(parted)], 2).returncode == 0
+    ckpt = torch.load(parted / "checkpoint.pt", weights_only=False)
+    assert len(ckpt["mask_rng"]) == 2 and ckpt["mask_rng"][0] != ckpt["mask_rng"][1]
+    proc = launch(["--resume", "--out-dir", str(parted), "--iters", "4"], 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(parted / "checkpoint.pt", weights_only=False)
+    for key in ("student", "teacher"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    # --resume starts as many processes as the run had; it refuses another number, in one line
+    for n in (1, 3):
+        proc = launch(["--resume", "--out-dir", str(parted), "--iters", "6", "--processes", str(n)])
+        assert proc.returncode == 1 and proc.stderr.strip() == (
+            f"Error: --resume: the run in {parted} trained in 2 process(es); continue it with as many "
+            f"(--processes 2)")
+
+
+def test_an_error_of_every_process_is_one_line(tmp_path):
+    proc = launch([*TINY, "--batch-size", "3", "--iters", "1", "--out-dir", str(tmp_path / "run")], 2)
+    assert proc.returncode == 1
+    assert proc.stderr == ("Error: --batch-size 3 is the whole batch, split between 2 processes; give a "
+                           "multiple of 2\n")
+    assert not (tmp_path / "run").exists()
+    proc = launch([*TINY, "--processes", "3", "--iters", "1", "--out-dir", str(tmp_path / "run")], 2, torchrun=True)
+    assert proc.returncode != 0
+    assert "Error: --processes 3 differs from the 2 processes torchrun started; drop --processes" in proc.stderr
+
+
+def test_each_process_uses_the_gpu_of_its_local_rank():
+    procs = train_seg_semisup.Processes({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
+    assert not procs.main and procs.device("cpu") == torch.device("cpu")
+    with pytest.raises(train_seg_semisup.ConfigError, match="each uses the GPU of its local rank; give --device cuda"):
+        procs.device("cuda:0")
+    single = train_seg_semisup.Processes({})
+    assert single.main and single.world == 1 and single.device("cpu") == torch.device("cpu")

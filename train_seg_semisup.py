@@ -21,6 +21,7 @@ import ctypes
 import json
 import math
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -529,54 +530,74 @@ class Processes:
         return datapipe.Subset(dataset, range(self.rank, len(dataset), self.world))
 
 
+class Stopped(Exception):
+    """The launcher was sent SIGTERM or SIGHUP."""
+
+
 def launch_processes(n: int, args: list[str]) -> int:
     """Run this script with ``args`` in ``n`` processes on this machine, as ``torchrun --standalone
-    --nproc_per_node=n`` would; returns the exit status of the first process to fail (0 if none does),
-    after stopping the others, which would wait for it forever.
+    --nproc_per_node=n`` would (with its default of one OpenMP thread per process unless OMP_NUM_THREADS is
+    set); returns the exit status of the first process to fail (0 if none does), after stopping the others,
+    which would wait for it forever. SIGTERM, SIGHUP and Ctrl-C stop them all.
 
-    The processes' standard error comes through this one, and a line that another process has already
-    written is not repeated: an error every process finds (a bad option) is one line, as in one process.
+    The processes' standard error comes through this one, as one process would write it: the k-th
+    occurrence of a line is written when the first process writes it, so an error that every process finds
+    (a bad option) is one line.
     """
     with socket.socket() as probe:  # a free port for the processes' rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "WORLD_SIZE": str(n), "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port)}
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "WORLD_SIZE": str(n), "LOCAL_WORLD_SIZE": str(n),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], text=True,
                                  stderr=subprocess.PIPE, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
                 for r in range(n)]
-    written, lock = {}, threading.Lock()  # line → the processes that wrote it
+    counts, lock = {}, threading.Lock()  # line → how often each process has written it
 
     def relay(rank: int, stream) -> None:
         for line in stream:
             with lock:
-                writers = written.setdefault(line, set())
-                if not writers or rank in writers:  # new, or this process's own repetition
+                seen = counts.setdefault(line, [0] * n)
+                seen[rank] += 1
+                if seen[rank] > max(seen[:rank] + seen[rank + 1:]):
                     sys.stderr.write(line)
                     sys.stderr.flush()
-                writers.add(rank)
+
+    def stop(signum, frame):
+        raise Stopped(signum)
 
     relays = [threading.Thread(target=relay, args=(r, c.stderr), daemon=True) for r, c in enumerate(children)]
     for thread in relays:
         thread.start()
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     status = 0
     try:
-        while any(c.poll() is None for c in children):
-            failed = [c.returncode for c in children if c.returncode not in (None, 0)]
-            if failed and not status:
-                status = failed[0]
-                for c in children:
-                    if c.poll() is None:
-                        c.terminate()
+        while True:
+            codes = [c.poll() for c in children]
+            failed = [(r, code) for r, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                rank, status = failed[0]
+                if status < 0:  # killed by a signal: the others fail only because it is gone
+                    click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
+                    status = 128 - status
+                break
+            if None not in codes:
+                break
             time.sleep(0.1)
     except KeyboardInterrupt:
-        for c in children:
-            c.terminate()
         status = 130
-    for c, thread in zip(children, relays, strict=True):
-        c.wait()
-        thread.join()
-    return status or next((c.returncode for c in children if c.returncode), 0)
+    except Stopped as err:
+        status = 128 + err.args[0]
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.terminate()
+        for c, thread in zip(children, relays, strict=True):
+            c.wait()
+            thread.join()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return status
 
 
 def saved_processes(out_dir: str | None) -> int:
@@ -726,6 +747,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
+    procs.barrier()  # no process writes into the run directory before process 0 has made it anew
     seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
     t0 = time.time()
     # training means since the last evaluation, summed on the device: no host sync per iteration
@@ -1035,13 +1057,13 @@ def main(**given):
     """Train a segmentation network with mean teacher and a consistency regularizer."""
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)  # one line each
     procs = Processes()
-    if procs.world == 1:  # not started by torchrun or by --processes: start the processes here
+    if "WORLD_SIZE" not in os.environ:  # not started by torchrun or by --processes: start the processes here
         n = given["processes"] or (saved_processes(given["out_dir"]) if given["resume"] else 1)
         if n > 1:
             return launch_processes(n, sys.argv[1:])
     elif given["processes"] not in (None, procs.world):
-        raise ConfigError(f"--processes {given['processes']} differs from the {procs.world} processes torchrun "
-                          f"started; drop --processes")
+        raise ConfigError(f"--processes {given['processes']} differs from the {procs.world} process(es) that "
+                          f"torchrun started; drop --processes")
     given = {**given, "processes": None}  # the count is the processes' own, set by train()
     try:
         cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)

@@ -1,8 +1,11 @@
 """Training in several processes (``--processes N`` or ``torchrun``): two Gloo processes on the CPU against one."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -114,9 +117,10 @@ def test_an_error_of_every_process_is_one_line(tmp_path):
     assert proc.stderr == ("Error: --batch-size 3 is the whole batch, split between 2 processes; give a "
                            "multiple of 2\n")
     assert not (tmp_path / "run").exists()
-    proc = launch([*TINY, "--processes", "3", "--iters", "1", "--out-dir", str(tmp_path / "run")], 2, torchrun=True)
+    # inside torchrun (even of one process) the script starts no processes of its own
+    proc = launch([*TINY, "--processes", "2", "--iters", "1", "--out-dir", str(tmp_path / "run")], 1, torchrun=True)
     assert proc.returncode != 0
-    assert "Error: --processes 3 differs from the 2 processes torchrun started; drop --processes" in proc.stderr
+    assert "Error: --processes 2 differs from the 1 process(es) that torchrun started; drop --processes" in proc.stderr
 
 
 def test_each_process_uses_the_gpu_of_its_local_rank():
@@ -126,3 +130,50 @@ def test_each_process_uses_the_gpu_of_its_local_rank():
         procs.device("cuda:0")
     single = train_seg_semisup.Processes({})
     assert single.main and single.world == 1 and single.device("cpu") == torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- the launcher, on a stand-in script
+
+FAKE = '''import os, signal, sys, time
+rank = int(os.environ["RANK"])
+print(f"threads {os.environ['OMP_NUM_THREADS']} world {os.environ['WORLD_SIZE']}", file=sys.stderr, flush=True)
+for _ in range(3):
+    print("every process, three times", file=sys.stderr, flush=True)
+if rank == 1:
+    print("only process 1", file=sys.stderr, flush=True)
+mode = sys.argv[1]
+if mode == "fail" and rank == 1:
+    sys.exit(3)
+if mode == "kill" and rank == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode != "ok":
+    time.sleep(60)  # waits as a process waits for a peer that is gone; the launcher must stop it
+'''
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    """``launch_processes`` starting a small script instead of the training script."""
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    monkeypatch.setattr(train_seg_semisup, "__file__", str(script))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
+@pytest.mark.parametrize("mode, status", [("ok", 0), ("fail", 3), ("kill", 137)])
+def test_launcher_status_and_one_copy_of_each_line(stand_in, capfd, mode, status):
+    assert train_seg_semisup.launch_processes(2, [mode]) == status
+    lines = capfd.readouterr().err.splitlines()
+    killed = ["Error: process 1 was stopped by SIGKILL"] if mode == "kill" else []
+    assert sorted(lines) == sorted(["threads 1 world 2", *["every process, three times"] * 3, "only process 1",
+                                    *killed])
+
+
+def test_launcher_stops_its_processes_on_sigterm(stand_in):
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    t0 = time.monotonic()
+    assert train_seg_semisup.launch_processes(2, ["wait"]) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 30  # the stand-ins sleep 60 s unless stopped
+    assert signal.getsignal(signal.SIGTERM) is before  # the launcher's handler is gone again

@@ -129,3 +129,42 @@ def test_toy2d_trains_on_cuda(tmp_path):
     assert result.exit_code == 0, result.output
     final = json.loads((out / "final.json").read_text())
     assert 0.0 <= final["error_rate"] <= 1.0 and (out / "prediction.png").is_file()
+
+
+def run_script(args, timeout=600):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(root / "train_seg_semisup.py"), *args], cwd=root, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_more_processes_than_gpus_is_one_line(tmp_path):
+    n = torch.cuda.device_count() + 1
+    proc = run_script([*TINY, "--batch-size", str(2 * n), "--processes", str(n), "--out-dir", str(tmp_path / "run")])
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert (f"Error: more processes on this machine than its {n - 1} CUDA device(s); lower --processes "
+            f"(torchrun: --nproc_per_node)\n") in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_two_gpus_train_what_one_gpu_trains_and_resume(tmp_path):
+    """NCCL: supervised with frozen BatchNorm, 2 GPUs × 2 images ≈ 1 GPU × 4 images (GPU kernels round
+    differently per batch size); CutMix on 2 GPUs resumes to the uninterrupted run's weights (to GPU rounding)."""
+    args = [*TINY, "--batch-size", "4", "--reg", "none", "--freeze-bn", "--iters", "6", "--save-model"]
+    for n in (1, 2):
+        proc = run_script([*args, "--processes", str(n), "--out-dir", str(tmp_path / f"p{n}")])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f"p{n}" / "model.pt", map_location="cpu") for n in (1, 2))
+    assert max((one[k].double() - two[k].double()).abs().max().item() for k in one
+               if one[k].is_floating_point()) < 1e-4
+    cutmix = [*TINY, "--batch-size", "4", "--reg", "cutmix", "--processes", "2"]
+    straight, parted = tmp_path / "straight", tmp_path / "parted"
+    assert run_script([*cutmix, "--iters", "4", "--out-dir", str(straight)]).returncode == 0
+    assert run_script([*cutmix, "--iters", "2", "--out-dir", str(parted)]).returncode == 0
+    proc = run_script(["--resume", "--out-dir", str(parted), "--iters", "4"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=False) for d in (straight, parted))
+    assert all(torch.allclose(a["teacher"][k].double(), b["teacher"][k].double(), atol=1e-4) for k in a["teacher"])

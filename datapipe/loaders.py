@@ -58,7 +58,8 @@ class StreamSampler(Sampler):
 
 
 def fill_value(mean) -> tuple[float, float, float]:
-    """The padding colour that becomes 0 after normalisation (the dataset mean)."""
+    """The padding colour: the network's mean colour rounded to 8 bits (images are uint8 until collated), so
+    padding becomes about 0 after normalisation (within 0.5/255 of the mean: |x| < 0.01 for ImageNet's)."""
     return tuple(float(round(255 * m)) for m in mean)
 
 

@@ -758,6 +758,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         print it."""
         procs.sum_(running["sums"])
         means = (running["sums"] / max(running["n"] * procs.world, 1)).tolist()
+        if running["n"] == 0:  # no training step since the last record (--iters 0, an evaluation at start)
+            means = [None] * 3
+        elif reg is None:  # no consistency term: no loss and no confident fraction to report
+            means[1:] = [None, None]
         record = {"iter": done, **scores, **dict(zip(("sup_loss", "cons_loss", "conf_frac"), means, strict=True)),
                   "seconds": seconds_before + time.time() - t0}
         running["sums"].zero_()
@@ -766,8 +770,11 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
             return record
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        click.echo(f"\n[iter {done}] mIoU {100 * scores['miou']:.2f}%  sup loss {record['sup_loss']:.4f}  "
-                   f"cons loss {record['cons_loss']:.4f}  confident {record['conf_frac']:.3f}")
+        shown = [f"mIoU {100 * scores['miou']:.2f}%"] + [
+            f"{label} {record[key]:{spec}}" for label, key, spec in
+            (("sup loss", "sup_loss", ".4f"), ("cons loss", "cons_loss", ".4f"), ("confident", "conf_frac", ".3f"))
+            if record[key] is not None]
+        click.echo(f"\n[iter {done}] " + "  ".join(shown))
         return record
 
     def save_state(done: int) -> None:

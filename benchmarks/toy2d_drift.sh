@@ -14,6 +14,8 @@
 #   lr5e-5     --lr 5e-5: a quarter of the step (does the wider net's faster change drive it?)
 #   zeros      --dist-map-padding zeros: the authors' look-up outside the image (reads 0)
 # A run name may end in @SEED (default seed 0), e.g. conf0@1. Output: OUT_DIR/<run>/ and OUT_DIR/<run>.log.
+# EPOCHS=N trains N epochs instead of the paper's 100 (no schedule depends on it: the first 100 epochs of a
+# longer run are those of the 100-epoch run).
 # Usage: bash benchmarks/toy2d_drift.sh OUT_DIR RUN [RUN ...]   (one thread per run; all run in parallel)
 set -euo pipefail
 out=$1; shift
@@ -32,7 +34,7 @@ for run in "$@"; do
     [[ -v change[$name] ]] || { echo "unknown run $name (use: ${!change[*]})" >&2; exit 2; }
     dir=$out/$name; [[ $seed == 0 ]] || dir=$out/$name-s$seed
     # shellcheck disable=SC2086
-    python toy2d.py train "${panel_d[@]}" --seed "$seed" ${change[$name]} --out-dir "$dir" > "$dir.log" 2>&1 &
+    python toy2d.py train "${panel_d[@]}" --seed "$seed" --epochs "${EPOCHS:-100}" ${change[$name]} --out-dir "$dir" > "$dir.log" 2>&1 &
     pids+=($!)
 done
 status=0

@@ -40,7 +40,12 @@ def test_run_writes_config_metrics_final_checkpoint(tmp_path, reg):
     assert config["mask_prop_range"] == {"none": None, "cutout": "0:1", "cutmix": "0.5"}[reg]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iter"] for m in metrics] == [2, 4]
-    assert all(0.0 <= m["miou"] <= 1.0 and "conf_frac" in m and "seconds" in m for m in metrics)
+    assert all(0.0 <= m["miou"] <= 1.0 and "seconds" in m and m["sup_loss"] > 0 for m in metrics)
+    if reg == "none":  # no consistency term: nothing to report, rather than a misleading 0
+        assert all(m["cons_loss"] is None and m["conf_frac"] is None for m in metrics)
+        assert "cons loss" not in result.output and "confident" not in result.output
+    else:
+        assert all(m["cons_loss"] >= 0 and 0.0 <= m["conf_frac"] <= 1.0 for m in metrics)
     final = json.loads((out / "final.json").read_text())
     assert final["iters"] == 4 and 0.0 <= final["miou"] <= 1.0 and len(final["per_class_iou"]) == 6
     assert final["miou"] == metrics[-1]["miou"]
@@ -207,6 +212,8 @@ def test_zero_iterations_evaluates_saved_weights_as_the_run_did(tmp_path):
         assert evaluated["iters"] == 0 and evaluated["miou"] == trained["miou"]
         assert evaluated["per_class_iou"] == trained["per_class_iou"]
         assert len(list((eval_dir / "preds").glob("*.png"))) == 6
+        record, = (json.loads(line) for line in (eval_dir / "metrics.jsonl").read_text().splitlines())
+        assert (record["sup_loss"], record["cons_loss"], record["conf_frac"]) == (None, None, None)  # no step ran
 
 
 def test_pi_model_and_saved_outputs(tmp_path):

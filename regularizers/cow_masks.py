@@ -8,7 +8,8 @@ threshold = erfinv(2p − 1)·√2·std + mean of the smoothed noise, mask = smo
 uniformly from ``prop_range`` (CowMix 0.5; CowOut 0:1, as Cutout's box area).
 
 ``CowMaskGenerator`` needs numpy and scipy only and has the ``generate`` method of
-``masks.BoxMaskGenerator``: copy it alone if you want the masks.
+``masks.BoxMaskGenerator``: to have the masks in your code, copy it with ``gaussian_blur``,
+``reflect_blur_matrices`` and ``kernel_radii`` (tests/test_copy_paste.py checks that these suffice).
 
 The smoothing is scipy's ``gaussian_filter(noise, σ, mode="reflect", truncate=4.0)``. Where the kernel is
 long for the image (the default σ of 4–16 px on a 64-px crop: 33–129 taps), the same linear filter is

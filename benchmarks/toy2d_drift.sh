@@ -10,7 +10,9 @@
 #   iso-conf0  panel (c) instead (isotropic: --dist-contour-range 0) with --conf-thresh 0
 #   confavg    --conf-avg: the batch's confident fraction scales every sample's loss instead of the
 #              per-sample mask (does the mask's choice of samples, rather than its amount, drive it?)
-#   w128, w256, w384 --hidden-size 128 / 256 / 384 (128 passes; 512 fails)
+#   w128, w256, w384 --hidden-size 128 / 256 / 384 (128 passes at 100 epochs, drifts by 200; 512 fails)
+#   w128-conf0, w128-confavg  --hidden-size 128 with --conf-thresh 0 / --conf-avg (with EPOCHS=300: does the
+#              narrower net stay on the boundary without the per-sample mask, where with it it drifts?)
 #   lr5e-5     --lr 5e-5: a quarter of the step (does the wider net's faster change drive it?)
 #   zeros      --dist-map-padding zeros: the authors' look-up outside the image (reads 0)
 # A run name may end in @SEED (default seed 0), e.g. conf0@1. Output: OUT_DIR/<run>/ and OUT_DIR/<run>.log.
@@ -25,7 +27,8 @@ panel_d=(--dataset boundary --erode-radius 0 --sup-erode-radius 35 --norm-layer 
          --dist-contour-range 4 --render-pred class --render-every 10 --threads 1 --no-sup-unique)
 declare -A change=([base]="" [conf0]="--conf-thresh 0" [iso-conf0]="--dist-contour-range 0 --conf-thresh 0"
                    [confavg]="--conf-avg" [w128]="--hidden-size 128"
-                   [w256]="--hidden-size 256" [w384]="--hidden-size 384" [lr5e-5]="--lr 5e-5"
+                   [w256]="--hidden-size 256" [w384]="--hidden-size 384"
+                   [w128-conf0]="--hidden-size 128 --conf-thresh 0" [w128-confavg]="--hidden-size 128 --conf-avg" [lr5e-5]="--lr 5e-5"
                    [zeros]="--dist-map-padding zeros")
 mkdir -p "$out"
 pids=()

@@ -16,7 +16,10 @@ the authors' finite difference returns zero or rounding noise there. We compute 
 first order in ξ, without cancellation: with z = f(x) the logits, J = ∂z/∂x and u = J·d (forward-mode
 ``torch.func.jvp``),  g = Jᵀ·(∇_z D + ξ·∇²_z D·u)  (one backward pass). ∇_z D is 0 when the target is
 the network's own clean prediction, except for ``pseudo_ce``; then ∇²_z D·u, the Gauss–Newton product,
-is the Hessian of D at r = 0 applied to d, i.e. what the power iteration estimates.
+is the Hessian of D at r = 0 applied to d, i.e. what the power iteration estimates. For the losses whose
+gradient vanishes there, ∇²_z D·u has a closed form per pixel (``curvature_product``), a few element-wise
+operations in place of a double backward pass through the loss; ``bce`` and ``pseudo_ce`` take the
+autograd path.
 """
 from __future__ import annotations
 
@@ -61,6 +64,42 @@ def vat_xi(height: int, width: int) -> float:
     return 1e-6 * height * width / 1000
 
 
+def softmax_jacobian_product(p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """J·v for J = ∂softmax/∂z = diag(p) − p·pᵀ over the class axis (dim 1); J is symmetric."""
+    return p * (v - (p * v).sum(dim=1, keepdim=True))
+
+
+def curvature_product(loss_kind: str, z0: torch.Tensor, u: torch.Tensor, loss_mask: torch.Tensor):
+    """∇²_z D·u at z = z0, up to a positive factor, or None where there is no closed form here.
+
+    D(z) = mean(mask · pixel_loss(kind, z, target)) with the target taken from z0 itself, so every loss
+    but ``pseudo_ce`` has zero gradient at z0 and its Hessian there is, per pixel: var 2·J·J, kld J,
+    logits_var 2/√C·I, logits_smoothl1 1/√C·I (J the softmax Jacobian at z0). Factors common to every
+    pixel are dropped: the direction is normalised per image. ``bce`` (whose Hessian involves the
+    clamped 1/(p(1 − p))) and ``pseudo_ce`` (non-zero gradient) return None.
+    """
+    if loss_kind == "var":
+        p = torch.softmax(z0, dim=1)
+        return softmax_jacobian_product(p, softmax_jacobian_product(p, u)) * loss_mask
+    if loss_kind == "kld":
+        return softmax_jacobian_product(torch.softmax(z0, dim=1), u) * loss_mask
+    if loss_kind in ("logits_var", "logits_smoothl1"):
+        return u * loss_mask
+    return None
+
+
+def curvature_product_autograd(loss_kind: str, z0: torch.Tensor, u: torch.Tensor, loss_mask: torch.Tensor,
+                               xi: float) -> torch.Tensor:
+    """∇_z D + ξ·∇²_z D·u at z0 by a double backward pass (any loss), rescaled per image."""
+    target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
+    with torch.enable_grad():
+        z = z0.detach().requires_grad_(True)
+        divergence = (pixel_loss(loss_kind, z, target) * loss_mask[:, 0]).mean()
+        (grad_z,) = torch.autograd.grad(divergence, z, create_graph=True)
+        (hess_u,) = torch.autograd.grad(grad_z, z, grad_outputs=u)
+    return normalise_per_image(grad_z.detach() + xi * hess_u)
+
+
 def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
                           generator: torch.Generator) -> torch.Tensor:
     """(N, C, H, W) unit-norm (per image) direction that most increases D(f(x), f(x + r)) (module doc).
@@ -76,15 +115,14 @@ def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tens
             # torch's own forward-mode decompositions call the deprecated torch.jit.script when first loaded
             warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
             z0, u = torch.func.jvp(net, (x,), (d,))  # clean logits and J·d, (N, K, H, W)
-        target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
+        # the logit-space gradient at r = ξ·d, to first order; rescaled per image (the direction is
+        # scale-free and images are independent in eval mode) so the backward pass cannot underflow
+        grad_out = curvature_product(loss_kind, z0, u, loss_mask)
+        if grad_out is None:
+            grad_out = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]))
+        else:
+            grad_out = normalise_per_image(grad_out)
         with torch.enable_grad():
-            z = z0.detach().requires_grad_(True)
-            divergence = (pixel_loss(loss_kind, z, target) * loss_mask[:, 0]).mean()
-            (grad_z,) = torch.autograd.grad(divergence, z, create_graph=True)
-            (hess_u,) = torch.autograd.grad(grad_z, z, grad_outputs=u)
-            # the logit-space gradient at r = ξ·d, to first order; rescaled per image (the direction is
-            # scale-free and images are independent in eval mode) so the backward pass cannot underflow
-            grad_out = normalise_per_image(grad_z.detach() + vat_xi(*x.shape[-2:]) * hess_u)
             x_in = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(net(x_in), x_in, grad_outputs=grad_out)
     finally:

@@ -30,8 +30,11 @@ from regularizers.losses import ConsistencyLoss, pixel_loss
 from regularizers.vat import (
     VAT,
     adversarial_direction,
+    curvature_product,
+    curvature_product_autograd,
     finite_difference_direction,
     image_gradient_magnitude,
+    normalise_per_image,
     per_image_norm,
     vat_xi,
 )
@@ -282,7 +285,7 @@ def test_vat_direction_beats_random_directions():
     assert (adv > 2 * randoms.max(dim=0).values).all()
 
 
-@pytest.mark.parametrize("kind", ["var", "kld", "logits_var", "pseudo_ce"])
+@pytest.mark.parametrize("kind", ["var", "kld", "logits_var", "logits_smoothl1", "bce", "pseudo_ce"])
 def test_vat_direction_is_the_authors_power_iteration(kind):
     """In float64 the authors' finite difference at their ξ is exact enough to compare with."""
     net = trained_tiny_net().double().eval()
@@ -294,10 +297,22 @@ def test_vat_direction_is_the_authors_power_iteration(kind):
     r = (vat_xi(12, 12) * d / per_image_norm(d)).requires_grad_(True)
     with torch.no_grad():
         z0 = net(x)
-    target = z0 if kind == "logits_var" else F.softmax(z0, 1)
+    target = z0 if kind.startswith("logits") else F.softmax(z0, 1)
     (g,) = torch.autograd.grad(pixel_loss(kind, net(x + r), target).mean(), r)
     cosine = F.cosine_similarity(direction.flatten(1), g.flatten(1) / g.flatten(1).norm(dim=1, keepdim=True))
     assert (cosine > 0.999).all(), cosine
+
+
+@pytest.mark.parametrize("kind", ["var", "kld", "logits_var", "logits_smoothl1"])
+def test_vat_closed_form_curvature_is_the_double_backward(kind):
+    """The per-pixel Hessian products give the direction the autograd double backward gives."""
+    torch.manual_seed(4)
+    z0, u = 3 * torch.randn(3, 5, 6, 7), torch.randn(3, 5, 6, 7)
+    mask = (torch.rand(3, 1, 6, 7) > 0.3).float()
+    closed = normalise_per_image(curvature_product(kind, z0, u, mask))
+    reference = curvature_product_autograd(kind, z0, u, mask, xi=1.0)
+    torch.testing.assert_close(closed, reference, rtol=1e-4, atol=1e-6)
+    assert curvature_product("bce", z0, u, mask) is None and curvature_product("pseudo_ce", z0, u, mask) is None
 
 
 def test_vat_finite_difference_option_matches_in_float64():

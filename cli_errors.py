@@ -12,6 +12,11 @@ import sys
 import click
 
 
+def one_line(message: str) -> str:
+    """Click lists a choice option's values one per line ("Choose from:\n\ta,\n\tb"): join the lines."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 class OneLineErrors:
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -19,7 +24,7 @@ class OneLineErrors:
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as err:
-            click.echo(f"Error: {err.format_message()}", err=True)
+            click.echo(f"Error: {one_line(err.format_message())}", err=True)
             sys.exit(err.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)

@@ -839,7 +839,8 @@ class OneLineErrorsGroup(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as err:
-            click.echo(f"Error: {err.format_message()}", err=True)
+            message = " ".join(line.strip() for line in err.format_message().splitlines() if line.strip())
+            click.echo(f"Error: {message}", err=True)  # click lists a choice's values one per line
             sys.exit(err.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)

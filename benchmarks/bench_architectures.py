@@ -22,6 +22,7 @@ import click
 import torch
 import torch.nn.functional as F
 
+import cli_errors
 from architectures import ARCHITECTURES, build_arch
 from benchmarks.machine import cpu_model
 
@@ -88,7 +89,7 @@ def markdown_table(rows: list[dict], gpu: bool) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--arch", "archs", multiple=True, help="network(s) to run (default: every registered one)")
 @click.option("--batch", default=2, show_default=True)
 @click.option("--size", default=321, show_default=True, help="square input side (the paper's Pascal crop)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+import cli_errors
 from benchmarks.bench_architectures import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def run_once(mode: str, reg: str, iters: int, threads: int, arch: str, out: Path
     return final
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--reg", default="cutmix", show_default=True, help="regularizer of the runs")
 @click.option("--arch", default="unet_small", show_default=True)
 @click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True)

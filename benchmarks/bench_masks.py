@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+import cli_errors
 import regularizers.cow_masks as cow_masks
 from benchmarks.bench_architectures import cpu_model
 from regularizers.classmix import choose_classes, class_mix_masks
@@ -37,7 +38,7 @@ def per_image_class_masks(pred: torch.Tensor, valid: torch.Tensor, rng: np.rando
     return masks
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--size", type=click.IntRange(min=2), default=64, show_default=True, help="square mask side")
 @click.option("--repeats", type=click.IntRange(min=1), default=200, show_default=True)

@@ -18,6 +18,7 @@ import click
 import cv2
 import numpy as np
 
+import cli_errors
 import patch_distances as pd
 from benchmarks.machine import cpu_model
 from datapipe import SegDataset, build_dataset
@@ -83,7 +84,7 @@ def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--n-anchors", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--patch-size", type=int, default=15, show_default=True)
 @click.option("--counts", default="25,50,100,200,400", show_default=True, help="images searched (≥ 2), at 64×64")

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import architectures
+import cli_errors
 import datapipe
 import regularizers
 from benchmarks.bench_architectures import cpu_model
@@ -205,7 +206,7 @@ def markdown(rows: list[dict], loading: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--arch", "archs", multiple=True,
               help="network(s) [unet_small, and deeplabv2_resnet101 if registered]")
 @click.option("--reg", "regs", multiple=True, help="regularizer(s) [none and every registered one]")

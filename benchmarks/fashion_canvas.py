@@ -46,6 +46,8 @@ from pathlib import Path
 
 import click
 
+import cli_errors
+
 REPO = Path(__file__).resolve().parents[1]
 ITERS = 3000
 N_SUP = 50
@@ -103,7 +105,7 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=cli_errors.Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--iters", type=click.IntRange(min=1), default=ITERS, show_default=True,
               help="iterations per run (the protocol's value; lower only to check that it runs)")
 @click.option("--seeds", default=",".join(map(str, SEEDS)), show_default=True, help="comma-separated seeds")

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import click
 
+import cli_errors
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -78,7 +80,7 @@ def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
     return differ
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--regs", default="none,cutmix", show_default=True, help="comma-separated --reg values")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--threads", default=2, show_default=True, type=int)

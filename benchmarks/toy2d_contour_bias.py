@@ -14,6 +14,7 @@ import click
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+import cli_errors
 import toy2d
 
 BANDS = ((-60.0, -20.0), (-20.0, 0.0), (0.0, 20.0), (20.0, 60.0))
@@ -42,7 +43,7 @@ def contour_bias(image: np.ndarray, points: int, sigma: float, max_change: float
     return rows
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--dataset", "datasets", multiple=True, help="boundary, curve or img:PATH [boundary and curve]")
 @click.option("--points", type=click.IntRange(min=1), default=2_000_000, show_default=True)
 @click.option("--sigma", type=click.FloatRange(min=0.0), default=30.0, show_default=True, help="step, px")

@@ -30,6 +30,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+import cli_errors
 import toy2d
 
 TOY2D = Path(__file__).resolve().parents[1] / "toy2d.py"
@@ -114,7 +115,7 @@ def markdown(result: dict, seeds: list[int], wall: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--seeds", default="0,1,2", show_default=True, help="comma-separated seeds")
 @click.option("--epochs", type=click.IntRange(min=0), default=None, help="epochs of every panel (default: paper's)")
 @click.option(

@@ -22,6 +22,7 @@ import click
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli_errors
 import toy2d  # noqa: E402
 from benchmarks.machine import cpu_model  # noqa: E402
 
@@ -61,7 +62,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.option("--panels", default="a,d", show_default=True, help="Figure-1 panels (a, b, c, d)")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="epochs per timed run")
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="runs of each mode")

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli_errors
 import toy2d  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def run_row(run_dir: Path, label: str, epochs: list[int], scale: float) -> list[
     return panels
 
 
-@click.command()
+@click.command(cls=cli_errors.Command)
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--epochs", default="10,30,50,70,100", show_default=True, help="comma-separated epochs (columns)")
 @click.option("--scale", type=click.FloatRange(0.05, 2.0), default=0.4, show_default=True,

@@ -503,7 +503,7 @@ def compose_grid(panels: list[np.ndarray], n_cols: int = 2, margin: int = 10) ->
 
 @dataclass(frozen=True)
 class ToyConfig:
-    """One toy experiment. Defaults: the paper (supplement C) and the authors' release (SPEC §10)."""
+    """One toy experiment. Defaults: the paper (supplement C) and the authors' release."""
 
     dataset: str = "boundary"  # the shipped closed curve; "curve": the shipped open curve
     erode_radius: float = 35.0  # px; the gap is about 2x this
@@ -681,7 +681,7 @@ def train(cfg: ToyConfig, data: ToyData, out_dir: Path, log=print) -> dict:
         )
     seconds = time.perf_counter() - t_start
 
-    result = evaluate(teacher, data, device)  # the teacher is what is evaluated (SPEC §2)
+    result = evaluate(teacher, data, device)  # the teacher is what is evaluated
     cv2.imwrite(str(out_dir / "prediction.png"), render_run(data, result["prob_grid"], cfg.render_pred))
     final = {
         "error_rate": result["error_rate"],

@@ -6,7 +6,7 @@ One training loop for every experiment; the perturbation is a plug-in (``--reg``
     python train_seg_semisup.py --dataset=synthetic --reg=cutmix
     python train_seg_semisup.py --dataset=synthetic --reg=none        # supervised baseline
 
-Every option defaults to None and is resolved in this order (SPEC §10): command line > the dataset's
+Every option defaults to None and is resolved in this order: command line > the dataset's
 recipe > the regularizer's defaults > the network's default learning rate > GLOBAL_DEFAULTS.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ GLOBAL_DEFAULTS = {
     "teacher_alpha": 0.99,
     "teacher_bn_mode": "train",
     "cons_loss": "var",
-    "cons_weight": None,  # None: the regularizer's paper weight (SPEC §4)
+    "cons_weight": None,  # None: the regularizer's paper weight
     "conf_thresh": 0.97,
     "conf_per_pixel": False,
     "rampup": 0,
@@ -161,7 +161,7 @@ def epochs_to_iters(given: dict) -> dict:
 
 
 def resolve_config(given: dict) -> dict:
-    """Merge the command line over the dataset recipe, regularizer and network defaults (SPEC §10)."""
+    """Merge the command line over the dataset recipe, regularizer and network defaults."""
     given = epochs_to_iters({k: v for k, v in given.items() if v is not None})
     dataset = given.get("dataset", GLOBAL_DEFAULTS["dataset"])
     bundle = load_dataset(given)
@@ -671,8 +671,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         keep_freed_memory()  # glibc only; elsewhere a no-op
     torch.manual_seed(cfg["seed"])  # the global RNG initialises the weights and nothing else
 
-    # data: labelled subset, unlabelled pool, held-out validation (SPEC §10 "Splits")
-    if cfg["split_file"] is not None:  # lines matched to training images by id (SPEC §10)
+    # data: labelled subset, unlabelled pool, held-out validation
+    if cfg["split_file"] is not None:  # lines matched to training images by id
         ids = [bundle.train.sample_id(i) for i in range(len(bundle.train))]
         split = datapipe.split_from_file(cfg["split_file"], ids, cfg["n_sup"], cfg["n_unsup"], cfg["n_val"],
                                          cfg["split_seed"])

@@ -113,7 +113,7 @@ class DeepLabV3Plus(SegNet):
 def _deeplabv2(num_classes: int, pretrained: bool, freeze_bn: bool, summed_branches: int) -> DeepLabV2:
     net = DeepLabV2(num_classes, pretrained, summed_branches)
     if freeze_bn:
-        net.freeze_bn()  # scope: the whole network (SPEC §10)
+        net.freeze_bn()  # scope: the whole network
     return net
 
 

@@ -8,7 +8,7 @@ Unlabelled data never needs label files: a dataset with ``has_labels = False`` o
 
 A ``DataBundle`` is what a registered dataset builder returns: the training and evaluation sets, the
 class names and palette, and the ``recipe`` — the paper's settings for this dataset (network, crop,
-batch, augmentation, optimiser, iterations), overridable from the command line (SPEC §10).
+batch, augmentation, optimiser, iterations), overridable from the command line.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 2
                   26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 LABEL_MAP = lookup_table({**{i: 255 for i in range(34)}, 255: 255, **LABEL_TO_TRAIN})
 
-# Paper settings (SPEC §5; the authors' run script: --freeze_bn --batch_size=4 --learning_rate=3e-5
+# Paper settings (the authors' run script: --freeze_bn --batch_size=4 --learning_rate=3e-5
 # --crop_size=256,512 --aug_hflip on the 1024×512 copy, 40 × 1000 iterations). ImageNet weights and frozen
 # BatchNorm are the network's own defaults.
 RECIPE = {

@@ -1,4 +1,4 @@
-"""Datasets read from disk: roots, image and label files, and their one-line errors (SPEC §10 "Data checks").
+"""Datasets read from disk: roots, image and label files, and their one-line errors.
 
 A dataset root comes from ``--data-dir``, else the dataset's environment variable, else a documented
 default (relative to the directory you run from). Images are read with Pillow as RGB uint8; labels

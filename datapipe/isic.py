@@ -34,7 +34,7 @@ CLASS_NAMES = ["background", "lesion"]
 PALETTE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
 LABEL_MAP = lookup_table({0: 0, 255: 1})
 
-# Paper settings (SPEC §5): DenseNet-161 U-Net, SGD Nesterov 0.9, lr 0.05 (supplement; the authors' script
+# Paper settings: DenseNet-161 U-Net, SGD Nesterov 0.9, lr 0.05 (supplement; the authors' script
 # used 0.1), weight decay 5e-4, poly schedule, batch 10, 100 × 400 iterations, crops of 224 from the
 # 248×248 copy, h/v/diagonal flips, scale up to 1.1, rotation ±45°, hole filling before scoring, 50 labels.
 RECIPE = {
@@ -58,7 +58,7 @@ RECIPE = {
     "eval_batch_size": 1,  # the original images' sizes differ (the prepared copy is all 248×248)
     "n_sup": 50,
     "bin_fill_holes": True,
-    # consistency weights for ISIC (SPEC §5); VAT: supplement 0.1 (the default here), the authors' script 0.001
+    # consistency weights for ISIC; VAT: supplement 0.1 (the default here), the authors' script 0.001
     "reg_weights": {"aug": 0.1, "ict": 0.0003, "vat": 0.1, "cutout": 1.0, "cutmix": 1.0},
 }
 

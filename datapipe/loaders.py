@@ -9,14 +9,14 @@ Several processes (``rank`` of ``world``, each with batches of ``batch_size``) s
 of the whole stream is draws t·B … t·B + B − 1 with B = world · batch_size, and process r takes the r-th
 ``batch_size`` of them, so the processes' batches, in rank order, are one process's batches of B.
 
-Batches (SPEC §10): labelled ``image`` (N, 3, H, W) float normalised with the network's mean/std
+Batches: labelled ``image`` (N, 3, H, W) float normalised with the network's mean/std
 and ``label`` (N, H, W) int64; unlabelled ``image`` and ``valid`` (N, 1, H, W) float 0/1; each
 also carries ``matrix`` (N, 2, 3), the source → view affine matrix of its augmentation.
 
 Paired views (``stream_loader(..., paired=True)``, for the standard-augmentation regularizer): the
 teacher view ``image``/``valid``/``matrix``, the student view ``image_s``/``valid_s``/``matrix_s``, and
 ``theta`` (N, 2, 3), the ``F.affine_grid`` matrix (``align_corners=False``) that brings maps of the
-teacher view into the student view's frame (SPEC §4).
+teacher view into the student view's frame.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def grid_theta(m_src: np.ndarray, src_hw: tuple[int, int], m_dst: np.ndarray, ds
 
     m_src, m_dst: 3×3 source-image → view pixel matrices of two views of one image (OpenCV convention,
     pixel centres at integers); src_hw, dst_hw: the views' (H, W). With M = m_dst·m_src⁻¹ (src view →
-    dst view pixels), θ = N_src·M⁻¹·N_dst⁻¹ (SPEC §4): ``affine_grid`` maps OUTPUT (dst) normalised
+    dst view pixels), θ = N_src·M⁻¹·N_dst⁻¹: ``affine_grid`` maps OUTPUT (dst) normalised
     coordinates to INPUT (src) ones. Use ``align_corners=False`` in ``affine_grid`` and ``grid_sample``;
     θ does not depend on the map's resolution, so it also warps predictions smaller than the view.
     """

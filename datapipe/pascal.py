@@ -26,7 +26,7 @@ CLASS_NAMES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
                "tvmonitor"]
 PALETTE = voc_palette(len(CLASS_NAMES))
 
-# Paper settings (SPEC §5; the authors' run script: --freeze_bn --batch_size=10 --learning_rate=3e-5
+# Paper settings (the authors' run script: --freeze_bn --batch_size=10 --learning_rate=3e-5
 # --crop_size=321,321 --aug_hflip --aug_scale_hung, 40 × 1000 iterations, constant lr). ImageNet weights
 # and frozen BatchNorm are the network's own defaults (architectures registry), so --arch may change them.
 RECIPE = {

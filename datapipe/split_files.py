@@ -1,4 +1,4 @@
-"""``--split-file``: a text list of training images, matched to the dataset's samples by image id (SPEC §10).
+"""``--split-file``: a text list of training images, matched to the dataset's samples by image id.
 
 Each non-empty line names one image, in any of the public formats:
 

@@ -1,4 +1,4 @@
-"""Which training images are labelled, unlabelled and held out (SPEC §5 and §10 "Splits").
+"""Which training images are labelled, unlabelled and held out.
 
 A seeded random choice: labelled = ``n_sup`` images drawn with ``split_seed``; unlabelled = every
 training image (the paper's protocol) or ``n_unsup`` of them; with ``n_val`` K, K images outside the

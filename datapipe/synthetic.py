@@ -1,4 +1,4 @@
-"""``synthetic``: procedurally generated objects whose class is their TEXTURE (SPEC: issue 2).
+"""``synthetic``: procedurally generated objects whose class is their TEXTURE.
 
 Each 64×64 image has a smooth, blotchy background and 2–4 objects. An object's class is the family
 of its texture — stripes, checks, dots, waves or grid — while its colours, the texture's period and

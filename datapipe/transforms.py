@@ -4,7 +4,7 @@ Every training view is ONE ``cv2.warpAffine`` of the source image with a 2×3 ma
 source pixel coordinates to view pixel coordinates (OpenCV's convention: pixel centres at integer
 coordinates). Scale, rotation, flips and the crop offset are composed into ``M``; pixels that come
 from outside the source are padding: label 255 and validity 0. Keeping ``M`` lets the standard-
-augmentation regularizer relate two views of one image (SPEC §4 and §10).
+augmentation regularizer relate two views of one image.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confusion matrix and set-level IoU (SPEC §5: intersections and unions summed over the whole set).
+"""Confusion matrix and set-level IoU (intersections and unions summed over the whole set).
 
 The confusion matrix lives on the model's device and is accumulated with one ``bincount`` per batch.
 """

@@ -1,9 +1,9 @@
-"""Standard-augmentation consistency (SPEC §4; supplement D.1.1).
+"""Standard-augmentation consistency (supplement D.1.1).
 
 The data pipeline makes two OpenCV views of each unlabelled image — the teacher's and the student's,
 whose crops are offset (and flipped, possibly scaled and rotated) differently — and ``theta``, the
-``F.affine_grid`` matrix that brings teacher-view maps into the student view's frame (SPEC §10
-batches). The teacher predicts on its view; that prediction is warped with the same ``theta`` (a(g(x)))
+``F.affine_grid`` matrix that brings teacher-view maps into the student view's frame. The teacher
+predicts on its view; that prediction is warped with the same ``theta`` (a(g(x)))
 and compared with the student's prediction on its view (f(a(x))).
 
 Paired batch: ``image``/``valid`` (teacher view), ``image_s``/``valid_s`` (student view), ``theta``

@@ -1,4 +1,4 @@
-"""Cutout and CutMix consistency (SPEC §4), the paper's strong perturbations.
+"""Cutout and CutMix consistency, the paper's strong perturbations.
 
 Both are plug-ins with the interface every regularizer here follows:
 
@@ -63,7 +63,7 @@ class Cutout:
 class CutMix:
     """Student sees x_a·(1 − M) + x_b·M; target = softmax of the teacher logits mixed with the same M.
 
-    M: one box covering half of the area, random aspect ratio and position (SPEC §4); for full-size
+    M: one box covering half of the area, random aspect ratio and position; for full-size
     Cityscapes crops the supplement (D.3) uses three boxes of 1/6 area each, combined by XOR.
     """
 

@@ -1,6 +1,6 @@
 """ClassMix (Olsson et al. 2021): paste the pixels of half of the classes of image a onto image b.
 
-Beyond the paper (SPEC §4). The mask M is 1 where the teacher's arg-max prediction on x_a is one of
+Beyond the paper. The mask M is 1 where the teacher's arg-max prediction on x_a is one of
 ceil(n/2) classes chosen at random (without replacement, from the loop's generator) among the n classes
 it predicts on the valid pixels of x_a (the original ClassMix code's ``(n + n % 2) / 2``). Student sees
 x_a·M + x_b·(1 − M); target = softmax of the teacher logits mixed with the same M (as CutMix); loss

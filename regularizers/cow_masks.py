@@ -1,6 +1,6 @@
 """CowOut and CowMix (French et al., "Milking CowMask", 2020): Cutout/CutMix with cow-pattern masks.
 
-Beyond the paper (SPEC §4): irregular masks instead of boxes, same plug-ins otherwise. A mask is
+Beyond the paper: irregular masks instead of boxes, same plug-ins otherwise. A mask is
 Gaussian noise smoothed with a Gaussian of σ drawn log-uniformly from ``sigma_range`` (pixels),
 thresholded so that a chosen proportion p of the pixels is 1:
 threshold = erfinv(2p − 1)·√2·std + mean of the smoothed noise, mask = smoothed ≤ threshold

@@ -1,8 +1,8 @@
-"""Interpolation consistency training, ICT (Verma et al. 2019; SPEC §4; supplement D.1.2).
+"""Interpolation consistency training, ICT (Verma et al. 2019; supplement D.1.2).
 
 The student sees λ·x_a + (1 − λ)·x_b with λ ~ Beta(α, α) drawn per sample (α = 0.1: most λ lie close
 to 0 or 1); the target is the λ-mix of the teacher's outputs on x_a and x_b — probabilities, or
-logits for logit losses (SPEC §10) — and the loss mask is the λ-mix of the two validities. The
+logits for logit losses — and the loss mask is the λ-mix of the two validities. The
 confidence is that of the mixed probabilities, whatever the loss compares.
 """
 from __future__ import annotations

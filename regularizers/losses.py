@@ -1,4 +1,4 @@
-"""Consistency losses and confidence weighting (SPEC §3 and §10; supplement D.4.4–D.4.5).
+"""Consistency losses and confidence weighting (supplement D.4.4–D.4.5).
 
 Self-contained (torch only): copy this file into your project.
 

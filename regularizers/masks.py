@@ -3,7 +3,7 @@
 Self-contained (numpy only): copy this file into your project. Randomness comes from the
 ``np.random.Generator`` passed to ``generate``.
 
-Per mask (SPEC §4):
+Per mask:
 - draw the area proportion p of each box uniformly from ``prop_range`` (``(a, b)``; a == b for a fixed p);
 - random aspect ratio: box height proportion h = p**u with u ~ U(0, 1), width proportion w = p / h;
   fixed aspect ratio: h = w = sqrt(p);  with ``prop_by_area=False`` h and w are drawn directly from

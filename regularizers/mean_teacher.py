@@ -1,4 +1,4 @@
-"""Mean teacher (Tarvainen & Valpola, 2017) as the paper uses it (SPEC §2).
+"""Mean teacher (Tarvainen & Valpola, 2017) as the paper uses it.
 
 Self-contained (torch only): copy this file into your project.
 

@@ -1,4 +1,4 @@
-"""Virtual adversarial training, VAT (Miyato et al. 2018; SPEC §4 and §10; supplement D.1.3).
+"""Virtual adversarial training, VAT (Miyato et al. 2018; supplement D.1.3).
 
 The student sees x + r_adv, the target is the teacher's prediction on x, the loss mask is the validity.
 r_adv = ε·g/‖g‖ per image, where g comes from one power iteration: g = ∇_r D(f(x), f(x + r)) at

@@ -98,7 +98,7 @@ def test_param_groups_partition_trainable_params(nets, name, monkeypatch):
 def test_frozen_bn_stays_in_eval_mode(name):
     net = build_arch(name, NUM_CLASSES, freeze_bn=True)
     net.train()
-    # Scope (SPEC §10): the whole network for DeepLab v2 (and networks without a backbone), else the backbone.
+    # Scope: the whole network for DeepLab v2 (and networks without a backbone), else the backbone.
     scope = net if get_arch_spec(name).freeze_bn or not hasattr(net, "backbone") else net.backbone
     frozen = _bn_layers(scope)
     assert frozen

@@ -753,12 +753,12 @@ FIGURE1_PANELS = (
 D = ToyConfig()
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+def prepare_out_dir(out_dir: Path, overwrite: bool, fix: str = "pass --overwrite to reuse it") -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise click.ClickException(f"--out-dir {out_dir} exists and is not a directory; choose another --out-dir")
     try:
         if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-            raise click.ClickException(f"--out-dir {out_dir} exists and is not empty (pass --overwrite to reuse it)")
+            raise click.ClickException(f"--out-dir {out_dir} exists and is not empty ({fix})")
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.ClickException(f"cannot create --out-dir {out_dir} ({exc.strerror}); choose a folder you can "
@@ -1124,7 +1124,8 @@ def figure1_command(
         **options,
     )
     selected = parse_panels(panels)
-    prepare_out_dir(out_dir, overwrite or reuse)
+    prepare_out_dir(out_dir, overwrite or reuse,
+                    "pass --reuse to keep its finished panels and add the others, or --overwrite")
     set_threads(threads)
     summary, pictures = [], []
     for name, title, overrides in FIGURE1_PANELS:

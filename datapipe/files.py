@@ -8,6 +8,7 @@ through a lookup table (Cityscapes labelIds → train ids, ISIC 0/255 → 0/1). 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,8 +33,13 @@ def find_root(data_dir, env_var: str, default: str | None, name: str, layout: st
                         f"pass --data-dir or set {env_var}")
     unfinished = root / UNFINISHED_MARK
     if unfinished.exists():
+        try:  # the mark names the source the copy is made from (prepare_data.py)
+            source = json.loads(unfinished.read_text()).get("source")
+        except (OSError, ValueError, AttributeError):
+            source = None
+        data_dir = f" --data-dir {source}" if isinstance(source, str) else " --data-dir <the original data>"
         raise DataError(f"{name}: {root} is an unfinished prepared copy ({unfinished} exists); "
-                        f"rerun `python prepare_data.py prepare {name} --out-dir {root}` to finish it")
+                        f"rerun `python prepare_data.py prepare {name}{data_dir} --out-dir {root}` to finish it")
     return root
 
 

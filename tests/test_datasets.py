@@ -431,9 +431,13 @@ def test_prepare_cityscapes_is_resumable_and_loads(tmp_path):
     assert "already prepared" in result.output
     # an interrupted run: no prepared.json, the unfinished mark, one file missing → only that one is redone
     (dst / "prepared.json").unlink()
-    (dst / "prepare_unfinished.json").write_text("{}")
+    (dst / "prepare_unfinished.json").write_text(json.dumps({"dataset": "cityscapes", "source": str(src)}))
     next(dst.glob("leftImg8bit/val/*/*.png")).unlink()
-    with pytest.raises(datapipe.DataError, match="unfinished prepared copy"):
+    with pytest.raises(datapipe.DataError, match="unfinished prepared copy") as err:
+        datapipe.build_dataset("cityscapes", data_dir=str(dst))
+    assert f"prepare cityscapes --data-dir {src} --out-dir {dst}`" in str(err.value)  # the fix, runnable as is
+    (dst / "prepare_unfinished.json").write_text("{}")  # a mark without its source: the fix says what to add
+    with pytest.raises(datapipe.DataError, match="--data-dir <the original data> --out-dir"):
         datapipe.build_dataset("cityscapes", data_dir=str(dst))
     result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src), "--out-dir",
                                                str(dst)])

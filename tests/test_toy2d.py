@@ -562,6 +562,11 @@ def test_figure1_panels_run_separately_and_reuse(tmp_path):
     assert "needs all four" in result.output and not (out / "figure1.png").exists()
     first = (out / "a_supervised" / "final.json").read_text()
 
+    # without --reuse the finished panels are not overwritten, and the error names --reuse
+    result = run_cli(args + ["--panels", "b,d"])
+    assert result.exit_code != 0 and "pass --reuse to keep its finished panels" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_supervised", "c_no_gap_isotropic"]
+
     # --reuse keeps a and c (same settings), runs b and d, and composes the figure
     result = run_cli(args + ["--reuse"])
     assert result.exit_code == 0, result.output

@@ -546,6 +546,7 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["reg"] == reg and config["cons_weight"] == regularizers.REGULARIZERS[reg].default_weight
+    assert config["cons_loss"] == ("kld" if reg == "vat" else "var")  # the authors' VAT runs used KL divergence
     final = json.loads((out / "final.json").read_text())
     assert final["iters"] == 2 and 0.0 <= final["miou"] <= 1.0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -554,6 +555,15 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
                 "vat": {"adaptive_vat_radius": False, "vat_radius": 0.5, "vat_dir_from_student": True},
                 "cowmix": {"cowmix_sigma_range": "3:6"}}.get(reg, {})
     assert {k: config[k] for k in expected} == expected
+
+
+def test_vat_loss_default_gives_way_to_the_command_line():
+    from train_seg_semisup import resolve_config
+
+    given = {"dataset": "synthetic", "reg": "vat", "synthetic_n_train": 8}
+    assert resolve_config(given)[0]["cons_loss"] == "kld"
+    assert resolve_config({**given, "cons_loss": "var"})[0]["cons_loss"] == "var"
+    assert resolve_config({**given, "reg": "cutmix"})[0]["cons_loss"] == "var"
 
 
 def test_bad_sigma_range_is_one_line():

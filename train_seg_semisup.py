@@ -97,6 +97,7 @@ GLOBAL_DEFAULTS = {
     "cowmix_sigma_range": "4:16",  # CowOut/CowMix: Gaussian σ in px, log-uniform
     "aug_offset_range": 16,  # aug: the student crop centre moves up to this many px from the teacher's
     "aug_free_scale_rot": False,  # aug: scale and rotation drawn per view (default: shared)
+    "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
     "ict_alpha": 0.1,
     "vat_radius": 1.0,
     "adaptive_vat_radius": True,
@@ -730,7 +731,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         unsup_streams = [datapipe.stream_loader(unlabelled, params, unsup_batch_size, cfg["seed"], 1 + k, False,
                                                 mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size,
                                                 paired=reg.needs_views, offset_range=cfg["aug_offset_range"],
-                                                free_scale_rot=cfg["aug_free_scale_rot"], **shard)
+                                                free_scale_rot=cfg["aug_free_scale_rot"],
+                                                teacher_unscaled=cfg["aug_teacher_unscaled"], **shard)
                          for k in range(n_streams)]
 
     if cfg["resume"] and "torch_rng" in ckpt:  # dropout's stream, where the checkpointed run left it
@@ -1038,6 +1040,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
         help="aug: max offset in px between the teacher's and the student's crop centres [16]")
 @flag("aug-free-scale-rot", "aug_free_scale_rot", "aug: draw scale and rotation per view instead of sharing them",
       "aug_free_scale_rot")
+@flag("aug-teacher-unscaled", "aug_teacher_unscaled", "aug: the teacher's view at scale 1 without rotation, the "
+      "student's with its own scale and rotation (the authors' Pascal pair transform) [off]")
 @option("--ict-alpha", "--ict_alpha", "ict_alpha", type=click.FloatRange(min=0, min_open=True),
         help="ict: λ ~ Beta(α, α) [0.1]")
 @option("--vat-radius", "--vat_radius", "vat_radius", type=click.FloatRange(min=0),

@@ -120,16 +120,19 @@ class PairedViews(Dataset):
 
     Each view is one OpenCV warp with the dataset's augmentation (``params``). The student's crop is
     centred on the teacher's crop centre moved by up to ``offset_range`` px along each axis; scale and
-    rotation are shared between the views unless ``free_scale_rot`` (then drawn for each view); flips
-    are drawn independently. ``theta`` relates the views (``grid_theta``, teacher → student).
+    rotation are shared between the views unless ``free_scale_rot`` (then drawn for each view); with
+    ``teacher_unscaled`` the teacher's view keeps scale 1 and no rotation and the student's draws its own
+    (the authors' paired transform on Pascal: the teacher sees the unaugmented image, supplement D.1.1);
+    flips are drawn independently. ``theta`` relates the views (``grid_theta``, teacher → student).
     """
 
     def __init__(self, dataset: SegDataset, params: AugParams, seed: int, stream: int, offset_range: int = 16,
-                 free_scale_rot: bool = False, fill=(0, 0, 0)):
+                 free_scale_rot: bool = False, fill=(0, 0, 0), teacher_unscaled: bool = False):
         if offset_range < 0:
             raise ValueError(f"offset range must be >= 0, got {offset_range}")
         self.dataset, self.params, self.seed, self.stream = dataset, params, seed, stream
         self.offset_range, self.free_scale_rot, self.fill = offset_range, free_scale_rot, fill
+        self.teacher_unscaled = teacher_unscaled
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -143,9 +146,10 @@ class PairedViews(Dataset):
         rng = np.random.default_rng([self.seed, self.stream, draw])
         image = self.dataset.load_image(index)
         src_hw = image.shape[:2]
-        scale_t, rot_t = self.draw_scale_rot(rng)
+        scale_t, rot_t = (1.0, 0.0) if self.teacher_unscaled else self.draw_scale_rot(rng)
         m_t, hw_t, _ = sample_matrix(self.params, src_hw, rng, scale=scale_t, rot=rot_t)
-        scale_s, rot_s = self.draw_scale_rot(rng) if self.free_scale_rot else (scale_t, rot_t)
+        own = self.free_scale_rot or self.teacher_unscaled
+        scale_s, rot_s = self.draw_scale_rot(rng) if own else (scale_t, rot_t)
         # the source point at the teacher view's centre, in the student's scaled frame
         centre_src = np.linalg.inv(m_t) @ np.array([(hw_t[1] - 1) / 2, (hw_t[0] - 1) / 2, 1.0])
         centre_s = scaled_frame(scale_s, rot_s, src_hw) @ centre_src
@@ -188,14 +192,16 @@ def own_generator() -> torch.Generator:
 
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
                   with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
-                  offset_range: int = 16, free_scale_rot: bool = False, rank: int = 0, world: int = 1):
+                  offset_range: int = 16, free_scale_rot: bool = False, rank: int = 0, world: int = 1,
+                  teacher_unscaled: bool = False):
     """An endless iterator of augmented batches; ``start`` = number of samples this process already drew.
 
     ``paired``: unlabelled teacher/student views of each image (see ``PairedViews``).
     ``rank``, ``world``: this process's share of a stream split between processes (module doc).
     """
     if paired:
-        views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean))
+        views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean),
+                            teacher_unscaled)
     else:
         views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
     sampler = StreamSampler(len(dataset), seed, stream, start, rank, world, batch_size)

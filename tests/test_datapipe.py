@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +122,21 @@ def test_paired_views_share_scale_and_rotation_unless_free(params):
         if free:
             assert n_differ >= 6  # each view draws its own scale and rotation
     assert max(scales) / min(scales) > 1.2  # the shared scale itself varies between draws
+
+
+def test_paired_views_with_the_teacher_unscaled():
+    """--aug-teacher-unscaled: the teacher's view is the image at scale 1 without rotation (flips and a crop
+    only), the student's draws its own scale and rotation."""
+    params = datapipe.AugParams(crop_size=(40, 40), scale_range=(0.5, 1.5), rot_mag=20, hflip=True)
+    views = PairedViews(datapipe.build_dataset("synthetic", n_train=2).train, params, seed=5, stream=1,
+                        offset_range=8, teacher_unscaled=True)
+    student_scales = []
+    for draw in range(12):
+        sample = views[(draw % 2, draw)]
+        lin_t, lin_s = (sample[key][:, :2].double().numpy() for key in ("matrix", "matrix_s"))
+        np.testing.assert_allclose(np.abs(lin_t), np.eye(2), atol=1e-6)  # identity up to a flip
+        student_scales.append(math.sqrt(abs(np.linalg.det(lin_s))))
+    assert max(student_scales) / min(student_scales) > 1.3
 
 
 def test_held_out_images_come_from_outside_the_labelled_set():

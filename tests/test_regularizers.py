@@ -73,6 +73,7 @@ PAIRED_PARAMS = [
     (AugParams(crop_size=(40, 48), scale_range=(0.7, 1.4), rot_mag=30, hflip=True, vflip=True), False),
     (AugParams(crop_size=(40, 48), scale_range=(0.7, 1.4), rot_mag=30, hflip=True, vflip=True), True),
     (AugParams(crop_size=(44, 44), scale_range=(0.5, 1.5), scale_step=0.1, hflip=True, hvflip=True), False),
+    (AugParams(crop_size=(44, 44), scale_range=(0.5, 1.5), scale_step=0.1, hflip=True), "teacher_unscaled"),
 ]
 
 
@@ -81,7 +82,8 @@ def test_paired_views_align_opencv_and_torch(params, free):
     """OpenCV-warped images and torch-warped maps agree pixel for pixel away from the borders."""
     dataset = Ramps()
     src_h, src_w = dataset.image.shape[:2]
-    views = PairedViews(dataset, params, seed=3, stream=1, offset_range=16, free_scale_rot=free)
+    views = PairedViews(dataset, params, seed=3, stream=1, offset_range=16, free_scale_rot=free is True,
+                        teacher_unscaled=free == "teacher_unscaled")
     n_compared = 0
     for draw in range(12):
         sample = views[(0, draw)]
@@ -89,7 +91,7 @@ def test_paired_views_align_opencv_and_torch(params, free):
         hw_t, hw_s = tuple(sample["image"].shape[-2:]), tuple(sample["image_s"].shape[-2:])
         theta = sample["theta"][None].double()
         # the crop centres are at most offset_range apart in the student's scaled frame
-        if not free:
+        if free is False:
             centres = [np.linalg.inv(m) @ [(hw[1] - 1) / 2, (hw[0] - 1) / 2, 1] for m, hw in ((m_t, hw_t), (m_s, hw_s))]
             scale = math.sqrt(abs(np.linalg.det(m_s[:2, :2])))
             assert np.linalg.norm(centres[0] - centres[1]) * scale <= math.sqrt(2) * 16.5
@@ -555,6 +557,13 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
                 "vat": {"adaptive_vat_radius": False, "vat_radius": 0.5, "vat_dir_from_student": True},
                 "cowmix": {"cowmix_sigma_range": "3:6"}}.get(reg, {})
     assert {k: config[k] for k in expected} == expected
+
+
+def test_aug_with_the_teacher_unscaled_trains(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "--iters", "2", "--reg", "aug", "--aug-teacher-unscaled", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["aug_teacher_unscaled"] is True
 
 
 def test_vat_loss_default_gives_way_to_the_command_line():

@@ -99,6 +99,7 @@ GLOBAL_DEFAULTS = {
     "aug_free_scale_rot": False,  # aug: scale and rotation drawn per view (default: shared)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
     "ict_alpha": 0.1,
+    "ict_mix_confidences": False,  # ict: confidence = λ-mix of the two confidences (the authors' script)
     "vat_radius": 1.0,
     "adaptive_vat_radius": True,
     "vat_dir_from_student": False,  # the authors' default: the direction from the teacher
@@ -1044,6 +1045,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
       "student's with its own scale and rotation (the authors' Pascal pair transform) [off]")
 @option("--ict-alpha", "--ict_alpha", "ict_alpha", type=click.FloatRange(min=0, min_open=True),
         help="ict: λ ~ Beta(α, α) [0.1]")
+@flag("ict-mix-confidences", "ict_mix_confidences", "ict: confidence = the λ-mix of the teacher's confidences on the "
+      "two images (the authors' script) instead of the confidence of the mixed prediction [off]")
 @option("--vat-radius", "--vat_radius", "vat_radius", type=click.FloatRange(min=0),
         help="vat: radius r; × the image-gradient magnitude if adaptive, else × sqrt(C·H·W) [1]")
 @flag("adaptive-vat-radius", "adaptive_vat_radius", "vat: radius relative to each image's gradient magnitude [on]",

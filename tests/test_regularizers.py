@@ -225,6 +225,37 @@ def test_ict_mixes_inputs_targets_validity(kind):
     assert stats["conf_frac"].item() == pytest.approx(confident.mean().item())  # from the mixed probabilities
 
 
+@pytest.mark.parametrize("kind, per_pixel", [("var", False), ("logits_var", True), ("pseudo_ce", False)])
+def test_ict_mix_confidences_by_hand(kind, per_pixel):
+    """--ict-mix-confidences: confidence = λ·max p(x_a) + (1 − λ)·max p(x_b) (the authors' ICT), which is never
+    below the confidence of the mixed prediction, so at least as many pixels count."""
+    torch.manual_seed(0)
+    x_a, x_b = torch.randn(3, 3, 5, 6), torch.randn(3, 3, 5, 6)
+    valid = torch.ones(3, 1, 5, 6)
+    lam = np.array([0.2, 0.9, 0.5])
+    student, teacher = Recorder(seed=1), Recorder(seed=2)
+    cons = ConsistencyLoss(kind, conf_thresh=0.55, conf_per_pixel=per_pixel)
+    batch, partner = {"image": x_a, "valid": valid}, {"image": x_b, "valid": valid}
+    loss, stats = ICT(cons, FixedLambda(lam), ict_mix_confidences=True)(student, teacher, batch, partner)
+    _, plain_stats = ICT(cons, FixedLambda(lam))(student, teacher, batch, partner)
+    lam_t = torch.tensor(lam, dtype=torch.float32).view(3, 1, 1, 1)
+    with torch.no_grad():
+        p_a, p_b = F.softmax(teacher(x_a), 1), F.softmax(teacher(x_b), 1)
+        prob = lam_t * p_a + (1 - lam_t) * p_b
+        target = lam_t * teacher(x_a) + (1 - lam_t) * teacher(x_b) if kind == "logits_var" else prob
+        s = student(lam_t * x_a + (1 - lam_t) * x_b)
+    confident = ((lam_t * p_a.max(1, keepdim=True).values + (1 - lam_t) * p_b.max(1, keepdim=True).values)
+                 >= 0.55).float()[:, 0]
+    per_pixel_loss = pixel_loss(kind, s, target)
+    if per_pixel or kind == "pseudo_ce":
+        expected = (per_pixel_loss * confident).mean()
+    else:
+        expected = per_pixel_loss.mean() * confident.mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["conf_frac"].item() == pytest.approx(confident.mean().item())
+    assert plain_stats["conf_frac"].item() < stats["conf_frac"].item()  # this draw has pixels in between
+
+
 class TinyNet(nn.Module):
     def __init__(self, n_classes=3):
         super().__init__()
@@ -536,7 +567,7 @@ def test_every_registered_regularizer_runs(name, kind):
     assert all(p.grad is None for p in teacher.parameters())
 
 
-REG_ARGS = {"aug": ["--aug-free-scale-rot", "--aug_offset_range", "8"], "ict": ["--ict_alpha", "0.2"],
+REG_ARGS = {"aug": ["--aug-free-scale-rot", "--aug_offset_range", "8"], "ict": ["--ict_alpha", "0.2", "--ict-mix-confidences"],
             "vat": ["--no-adaptive-vat-radius", "--vat_radius", "0.5", "--vat-dir-from-student"],
             "cowmix": ["--cowmix-sigma-range", "3:6"]}
 
@@ -553,7 +584,7 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
     assert final["iters"] == 2 and 0.0 <= final["miou"] <= 1.0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(m["cons_loss"]) for m in metrics)
-    expected = {"aug": {"aug_free_scale_rot": True, "aug_offset_range": 8}, "ict": {"ict_alpha": 0.2},
+    expected = {"aug": {"aug_free_scale_rot": True, "aug_offset_range": 8}, "ict": {"ict_alpha": 0.2, "ict_mix_confidences": True},
                 "vat": {"adaptive_vat_radius": False, "vat_radius": 0.5, "vat_dir_from_student": True},
                 "cowmix": {"cowmix_sigma_range": "3:6"}}.get(reg, {})
     assert {k: config[k] for k in expected} == expected

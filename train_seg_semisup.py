@@ -63,6 +63,7 @@ GLOBAL_DEFAULTS = {
     "unsup_batch_ratio": 1,
     "mix_partner": "stream",  # mixing partner: a second unlabelled batch (the authors') or the same batch
     "eval_batch_size": 1,
+    "eval_pad_batch": False,  # pad each evaluation batch's images centrally to its largest (the authors')
     "crop_size": None,  # None: whole images
     "aug_scale_range": (1.0, 1.0),
     "aug_scale_hung": False,
@@ -617,10 +618,15 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
     """Scores of ``model`` on ``dataset``; several processes each score a share and sum their counts."""
     procs = procs or Processes({})
     dataset = procs.shard(dataset)
-    loader = datapipe.eval_loader(dataset, cfg["eval_batch_size"], net_mean, net_std, cfg["num_workers"])
+    loader = datapipe.eval_loader(dataset, cfg["eval_batch_size"], net_mean, net_std, cfg["num_workers"],
+                                  pad_batch=cfg["eval_pad_batch"])
 
     def save_preds(batch, pred):
-        for index, p in zip(batch["index"].tolist(), pred.cpu().numpy().astype(np.uint8), strict=True):
+        preds = pred.cpu().numpy().astype(np.uint8)
+        if "crop" in batch:  # --eval-pad-batch: each image's own pixels
+            preds = [p[top:top + h, left:left + w]
+                     for p, (top, left, h, w) in zip(preds, batch["crop"].tolist(), strict=True)]
+        for index, p in zip(batch["index"].tolist(), preds, strict=True):
             image = Image.fromarray(p, mode="P")
             image.putpalette(palette.reshape(-1).tolist())
             image.save(preds_dir / f"{dataset.sample_id(index)}.png")
@@ -974,6 +980,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
         help="mixing regularizers' second image: from a second unlabelled batch (the authors') or another "
         "image of the same batch [stream]")
 @option("--eval-batch-size", type=click.IntRange(min=1), help="evaluation batch (1 when image sizes differ)")
+@flag("eval-pad-batch", "eval_pad_batch", "evaluate images of different sizes in batches, each padded centrally "
+      "to the batch's largest (image: the mean colour, label: ignored), as the authors' evaluation did [off]")
 @flag("bin-fill-holes", "bin_fill_holes", "fill holes in two-class predictions before scoring [recipe; off]",
       "bin_fill_holes")
 # augmentation

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .base import SegDataset
+from .base import DataError, SegDataset
 from .transforms import AugParams, rotation, sample_matrix, scaling, warp
 
 
@@ -173,6 +174,10 @@ class Normalise:
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def __call__(self, samples: list[dict]) -> dict:
+        sizes = sorted({tuple(s["image"].shape[-2:]) for s in samples})
+        if len(sizes) > 1:  # full images of different sizes (augmented crops all have the crop's size)
+            raise DataError(f"images of different sizes in one evaluation batch ({sizes[0][0]}×{sizes[0][1]} and "
+                            f"{sizes[-1][0]}×{sizes[-1][1]}); use --eval-batch-size 1, or --eval-pad-batch")
         batch = {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
         for key in ("image", "image_s"):  # image_s: the student view of paired views
             if key in batch:
@@ -227,7 +232,33 @@ class FullImages(Dataset):
                 "index": torch.tensor(index)}
 
 
-def eval_loader(dataset: SegDataset, batch_size: int, mean, std, num_workers: int = 0) -> DataLoader:
-    """Full images in order; use ``batch_size=1`` when image sizes differ."""
+class PadToLargest:
+    """Collate full images of different sizes as the authors' evaluation did: each image normalised, then
+    padded centrally (the extra row or column at the bottom or right) to the batch's largest height and
+    width with 0 (the mean colour) and its label with ``ignore_index``; ``crop`` (N, 4) holds each image's
+    top, left, height and width inside the padded batch."""
+
+    def __init__(self, mean, std, ignore_index: int):
+        self.normalise, self.ignore_index = Normalise(mean, std), ignore_index
+
+    def __call__(self, samples: list[dict]) -> dict:
+        height = max(s["image"].shape[-2] for s in samples)
+        width = max(s["image"].shape[-1] for s in samples)
+        images, labels, crops = [], [], []
+        for sample in samples:
+            h, w = sample["image"].shape[-2:]
+            top, left = (height - h) // 2, (width - w) // 2
+            pad = (left, width - w - left, top, height - h - top)
+            images.append(F.pad(self.normalise([{"image": sample["image"]}])["image"][0], pad, value=0.0))
+            labels.append(F.pad(sample["label"], pad, value=self.ignore_index))
+            crops.append(torch.tensor([top, left, h, w]))
+        return {"image": torch.stack(images), "label": torch.stack(labels),
+                "index": torch.stack([s["index"] for s in samples]), "crop": torch.stack(crops)}
+
+
+def eval_loader(dataset: SegDataset, batch_size: int, mean, std, num_workers: int = 0,
+                pad_batch: bool = False) -> DataLoader:
+    """Full images in order; use ``batch_size=1`` when image sizes differ, or ``pad_batch`` (``PadToLargest``)."""
+    collate = PadToLargest(mean, std, dataset.ignore_index) if pad_batch else Normalise(mean, std)
     return DataLoader(FullImages(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=Normalise(mean, std), generator=own_generator())
+                      collate_fn=collate, generator=own_generator())

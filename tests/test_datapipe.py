@@ -150,3 +150,54 @@ def test_held_out_images_come_from_outside_the_labelled_set():
         assert len(split.held_out) == 4 and not set(split.held_out) & set(split.labelled)
         assert len(split.unlabelled) == 12 == len(set(split.unlabelled))
         assert not set(split.unlabelled) & set(split.held_out) and set(split.unlabelled) <= set(range(20))
+
+
+class Sizes(datapipe.SegDataset):
+    """Images of different sizes with random colours and labels."""
+
+    def __init__(self, sizes, seed=0):
+        super().__init__(3)
+        rng = np.random.default_rng(seed)
+        self.images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+        self.labels = [rng.integers(0, 3, (h, w)).astype(np.uint8) for h, w in sizes]
+        for label in self.labels:
+            label[0, 0] = 255
+
+    def __len__(self):
+        return len(self.images)
+
+    def load_image(self, index):
+        return self.images[index]
+
+    def read_label(self, index):
+        return self.labels[index]
+
+
+def test_pad_to_largest_pads_centrally_with_the_mean_and_ignored_labels():
+    dataset = Sizes([(4, 5), (7, 3)])
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    batch = next(iter(datapipe.eval_loader(dataset, 2, mean, std, pad_batch=True)))
+    assert batch["image"].shape == (2, 3, 7, 5) and batch["label"].shape == (2, 7, 5)
+    np.testing.assert_array_equal(batch["crop"].numpy(), [[1, 0, 4, 5], [0, 1, 7, 3]])  # (7-4)//2, (5-3)//2
+    singles = list(datapipe.eval_loader(dataset, 1, mean, std))
+    for i, alone in enumerate(singles):
+        top, left, h, w = batch["crop"][i].tolist()
+        inside = (slice(top, top + h), slice(left, left + w))
+        torch.testing.assert_close(batch["image"][i][:, inside[0], inside[1]], alone["image"][0])
+        torch.testing.assert_close(batch["label"][i][inside], alone["label"][0])
+        outside = torch.ones(7, 5, dtype=torch.bool)
+        outside[inside] = False
+        assert (batch["image"][i][:, outside] == 0).all() and (batch["label"][i][outside] == 255).all()
+
+
+def test_padded_batches_score_a_pixelwise_network_as_single_images():
+    """Padding only adds ignored pixels: a network that looks at one pixel at a time scores the same."""
+    from evaluation import evaluate
+
+    dataset = Sizes([(6, 9), (8, 5), (3, 4), (9, 9), (5, 7)], seed=1)
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 3, 1)
+    single = evaluate(net, datapipe.eval_loader(dataset, 1, (0.5,) * 3, (0.25,) * 3), 3)
+    padded = evaluate(net, datapipe.eval_loader(dataset, 2, (0.5,) * 3, (0.25,) * 3, pad_batch=True), 3)
+    torch.testing.assert_close(padded.matrix, single.matrix)
+    assert single.matrix.sum() == sum(label.size - 1 for label in dataset.labels)

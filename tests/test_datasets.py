@@ -221,6 +221,22 @@ def test_folder_ignore_index_and_unlabelled_images(tmp_path):
     assert len(split["unlabelled"]) == 4  # training images; the 3 extra images join them in the loop
 
 
+def test_eval_pad_batch_scores_and_saves_images_of_different_sizes(tmp_path):
+    """--eval-pad-batch: the folder's val images differ in size; they are scored two at a time, padded, and
+    their predictions saved at each image's own size."""
+    root = make_folder(tmp_path / "mine")
+    write_image(root / "val" / "images" / "v2.png", 30, 46, 22)
+    write_label(root / "val" / "labels" / "v2.png", stripes(30, 46, [0, 1, 9]))
+    args = ["--dataset", "folder", "--data-dir", str(root), "--num-classes", "3", "--ignore-index", "9",
+            "--save-preds", "--eval-batch-size", "2", "--eval-pad-batch"]
+    final = train_ok(tmp_path, args)
+    assert 0.0 <= final["miou"] <= 1.0
+    sizes = {p.stem: Image.open(p).size for p in (tmp_path / "run" / "preds").glob("*.png")}
+    assert sizes == {"v0": (40, 36), "v1": (40, 36), "v2": (46, 30)}
+    fails_one_line([*args[:-1], "--eval-batch-size", "3", "--out-dir", str(tmp_path / "b")],
+                   "images of different sizes in one evaluation batch (30×46 and 36×40); use --eval-batch-size 1")
+
+
 def test_folder_without_val_needs_n_val(tmp_path):
     root = make_folder(tmp_path / "mine", val=False)
     args = ["--dataset", "folder", "--data-dir", str(root), "--num-classes", "3", "--ignore-index", "9"]

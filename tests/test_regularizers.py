@@ -567,7 +567,8 @@ def test_every_registered_regularizer_runs(name, kind):
     assert all(p.grad is None for p in teacher.parameters())
 
 
-REG_ARGS = {"aug": ["--aug-free-scale-rot", "--aug_offset_range", "8"], "ict": ["--ict_alpha", "0.2", "--ict-mix-confidences"],
+REG_ARGS = {"aug": ["--aug-free-scale-rot", "--aug_offset_range", "8"],
+            "ict": ["--ict_alpha", "0.2", "--ict-mix-confidences"],
             "vat": ["--no-adaptive-vat-radius", "--vat_radius", "0.5", "--vat-dir-from-student"],
             "cowmix": ["--cowmix-sigma-range", "3:6"]}
 
@@ -584,7 +585,8 @@ def test_every_regularizer_trains_end_to_end(tmp_path, reg):
     assert final["iters"] == 2 and 0.0 <= final["miou"] <= 1.0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(m["cons_loss"]) for m in metrics)
-    expected = {"aug": {"aug_free_scale_rot": True, "aug_offset_range": 8}, "ict": {"ict_alpha": 0.2, "ict_mix_confidences": True},
+    expected = {"aug": {"aug_free_scale_rot": True, "aug_offset_range": 8},
+                "ict": {"ict_alpha": 0.2, "ict_mix_confidences": True},
                 "vat": {"adaptive_vat_radius": False, "vat_radius": 0.5, "vat_dir_from_student": True},
                 "cowmix": {"cowmix_sigma_range": "3:6"}}.get(reg, {})
     assert {k: config[k] for k in expected} == expected

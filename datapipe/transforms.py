@@ -51,6 +51,7 @@ class AugParams:
     hflip: bool = False
     vflip: bool = False
     hvflip: bool = False  # diagonal flip (transpose), as for ISIC
+    centre_small: bool = False  # an image smaller than the crop sits in its centre (the authors' padding)
 
     def draw_scale(self, rng: np.random.Generator) -> float:
         low, high = self.scale_range
@@ -83,6 +84,9 @@ def sample_matrix(params: AugParams, src_hw: tuple[int, int], rng: np.random.Gen
         # (image smaller than the crop) that keeps the image inside the crop
         y0 = rng.uniform(min(0.0, scaled_h - out_h), max(0.0, scaled_h - out_h))
         x0 = rng.uniform(min(0.0, scaled_w - out_w), max(0.0, scaled_w - out_w))
+        if params.centre_small:  # the authors padded such an image centrally before cropping
+            y0 = (scaled_h - out_h) / 2 if scaled_h < out_h else y0
+            x0 = (scaled_w - out_w) / 2 if scaled_w < out_w else x0
         y0, x0 = round(y0), round(x0)
     else:
         jitter = rng.integers(-crop_offset_jitter, crop_offset_jitter + 1, size=2) if crop_offset_jitter else (0, 0)

@@ -64,6 +64,20 @@ def test_small_image_is_padded_with_fill_and_invalid():
     assert (view[valid == 0] == (1, 2, 3)).all() and (view[valid == 1] == 200).all()
 
 
+def test_a_small_image_lands_at_random_or_in_the_centre():
+    """Smaller than the crop in height only: a random position by default; centred with centre_small (the
+    authors' padding), while the wider side is still cropped at random."""
+    def image_offsets(params, seed):
+        m, _, _ = sample_matrix(params, (20, 50), np.random.default_rng(seed))
+        return -m[1, 2], -m[0, 2]  # the crop's top-left corner in the image: y0, x0
+
+    drawn = [image_offsets(AugParams(crop_size=(32, 32)), seed) for seed in range(20)]
+    centred = [image_offsets(AugParams(crop_size=(32, 32), centre_small=True), seed) for seed in range(20)]
+    assert len({y for y, _ in drawn}) > 5 and all(-12 <= y <= 0 for y, _ in drawn)
+    assert {y for y, _ in centred} == {-6.0}  # (20 − 32) / 2: 6 rows of padding above, 6 below
+    assert [x for _, x in centred] == [x for _, x in drawn] and len({x for _, x in drawn}) > 5
+
+
 def test_hung_scale_steps():
     params = AugParams(scale_range=(0.5, 1.5), scale_step=0.1)
     draws = {round(params.draw_scale(np.random.default_rng(s)), 6) for s in range(300)}

@@ -34,6 +34,7 @@ RECIPE = {
     "crop_size": (321, 321),
     "aug_scale_hung": True,  # scale 0.5–1.5 in steps of 0.1
     "aug_hflip": True,
+    "aug_centre_small": True,  # their crop pads an image smaller than the crop centrally
     "batch_size": 10,
     "optimizer": "adam",  # no lr: the network's own (supplement Table 2, whose values are Pascal's; DeepLab v2: 3e-5)
     "lr_sched": "none",

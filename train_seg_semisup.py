@@ -99,6 +99,7 @@ GLOBAL_DEFAULTS = {
     "aug_offset_range": 16,  # aug: the student crop centre moves up to this many px from the teacher's
     "aug_free_scale_rot": False,  # aug: scale and rotation drawn per view (default: shared)
     "aug_centre_small": False,  # an image smaller than the crop sits in its centre (the authors' padding)
+    "aug_reflect_border": False,  # view pixels outside the image mirrored in (still invalid; the authors' ISIC)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
     "ict_alpha": 0.1,
     "ict_mix_confidences": False,  # ict: confidence = λ-mix of the two confidences (the authors' script)
@@ -260,7 +261,8 @@ def aug_params(cfg: dict) -> datapipe.AugParams:
     return datapipe.AugParams(crop_size=cfg["crop_size"], scale_range=scale_range, scale_step=step,
                               scale_log_uniform=log_uniform,
                               rot_mag=cfg["aug_rot_mag"], hflip=cfg["aug_hflip"], vflip=cfg["aug_vflip"],
-                              hvflip=cfg["aug_hvflip"], centre_small=cfg["aug_centre_small"])
+                              hvflip=cfg["aug_hvflip"], centre_small=cfg["aug_centre_small"],
+                              reflect_border=cfg["aug_reflect_border"])
 
 
 def make_optimizer(cfg: dict, net: architectures.SegNet) -> torch.optim.Optimizer:
@@ -996,6 +998,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("aug-hflip", "aug_hflip", "random horizontal flips", "aug_hflip")
 @flag("aug-vflip", "aug_vflip", "random vertical flips", "aug_vflip")
 @flag("aug-hvflip", "aug_hvflip", "random diagonal flips (transpose)", "aug_hvflip")
+@flag("aug-reflect-border", "aug_reflect_border", "view pixels from outside the image are the image mirrored at its "
+      "border (still invalid, labels ignored) instead of the mean colour (the authors' ISIC augmentation) [off]")
 @flag("aug-centre-small", "aug_centre_small", "an image (scaled) smaller than the crop sits in the crop's centre "
       "instead of at a random position (the authors' central padding) [off]")
 # optimisation

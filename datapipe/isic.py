@@ -46,6 +46,7 @@ RECIPE = {
     "aug_max_scale": 1.1,
     "aug_rot_mag": 45.0,
     "aug_free_scale_rot": True,  # aug: teacher and student views rotated/scaled independently (supplement D.4.2)
+    "aug_reflect_border": True,  # the authors' rotated crops mirror the image into their corners (still invalid)
     "batch_size": 10,
     "optimizer": "sgd",
     "momentum": 0.9,

@@ -81,7 +81,8 @@ class AugmentedViews(Dataset):
         image = self.dataset.load_image(index)
         label = self.dataset.load_label(index) if self.with_label else None
         m, out_hw, _ = sample_matrix(self.params, image.shape[:2], rng)
-        image, label, valid = warp(image, m, out_hw, label, fill=self.fill, ignore_index=self.dataset.ignore_index)
+        image, label, valid = warp(image, m, out_hw, label, fill=self.fill, ignore_index=self.dataset.ignore_index,
+                                   reflect=self.params.reflect_border)
         sample = {"image": torch.from_numpy(image).permute(2, 0, 1), "valid": torch.from_numpy(valid)[None],
                   "matrix": torch.from_numpy(m[:2].astype(np.float32))}
         if label is not None:
@@ -158,7 +159,7 @@ class PairedViews(Dataset):
                                      crop_offset_jitter=self.offset_range, centre=(centre_s[0], centre_s[1]))
         sample = {}
         for suffix, m, hw in (("", m_t, hw_t), ("_s", m_s, hw_s)):
-            view, _, valid = warp(image, m, hw, fill=self.fill)
+            view, _, valid = warp(image, m, hw, fill=self.fill, reflect=self.params.reflect_border)
             sample["image" + suffix] = torch.from_numpy(view).permute(2, 0, 1)
             sample["valid" + suffix] = torch.from_numpy(valid)[None]
             sample["matrix" + suffix] = torch.from_numpy(m[:2].astype(np.float32))

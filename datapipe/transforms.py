@@ -52,6 +52,7 @@ class AugParams:
     vflip: bool = False
     hvflip: bool = False  # diagonal flip (transpose), as for ISIC
     centre_small: bool = False  # an image smaller than the crop sits in its centre (the authors' padding)
+    reflect_border: bool = False  # image pixels outside the source mirrored in (still invalid; the authors' ISIC)
 
     def draw_scale(self, rng: np.random.Generator) -> float:
         low, high = self.scale_range
@@ -102,19 +103,21 @@ def sample_matrix(params: AugParams, src_hw: tuple[int, int], rng: np.random.Gen
 
 
 def warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], label: np.ndarray | None = None,
-         fill=0, ignore_index: int = 255):
+         fill=0, ignore_index: int = 255, reflect: bool = False):
     """Apply the 3×3 source→view matrix ``m``.
 
     image: (H, W, 3) uint8; label: (H, W) uint8 or None.
     Returns (image (h, w, 3), label (h, w) or None, valid (h, w) uint8: 1 where the view pixel's
-    nearest source pixel lies inside the source image, 0 for padding).
+    nearest source pixel lies inside the source image, 0 for padding). Padding is ``fill``, or with
+    ``reflect`` the image mirrored at its border (OpenCV's BORDER_REFLECT_101; still invalid, label ignored).
     """
     size = (out_hw[1], out_hw[0])  # OpenCV wants (width, height)
     m23 = m[:2].astype(np.float64)
     constant = cv2.BORDER_CONSTANT
     valid = cv2.warpAffine(np.ones(image.shape[:2], np.uint8), m23, size, flags=cv2.INTER_NEAREST,
                            borderMode=constant, borderValue=0)
-    image = cv2.warpAffine(image, m23, size, flags=cv2.INTER_LINEAR, borderMode=constant, borderValue=fill)
+    image = cv2.warpAffine(image, m23, size, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT_101 if reflect else constant, borderValue=fill)
     if label is not None:
         label = cv2.warpAffine(label, m23, size, flags=cv2.INTER_NEAREST, borderMode=constant,
                                borderValue=ignore_index)

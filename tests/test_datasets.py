@@ -262,6 +262,8 @@ def test_network_lr_and_scale_options_on_the_command_line_win_over_the_recipe(tm
     assert params.centre_small  # the authors' crop: a small image padded centrally
     assert not train_seg_semisup.aug_params(resolved("pascal_aug", voc, aug_centre_small=False)).centre_small
     assert not train_seg_semisup.aug_params(resolved("isic2017", isic_root)).centre_small
+    assert train_seg_semisup.aug_params(resolved("isic2017", isic_root)).reflect_border  # the authors' ISIC warp
+    assert not train_seg_semisup.aug_params(resolved("pascal_aug", voc)).reflect_border
     for dataset, root in [("pascal_aug", voc), ("isic2017", isic_root)]:
         params = train_seg_semisup.aug_params(resolved(dataset, root, aug_scale_range=(0.8, 1.2)))
         assert (params.scale_range, params.scale_step) == ((0.8, 1.2), 0.0)

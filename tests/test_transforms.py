@@ -78,6 +78,20 @@ def test_a_small_image_lands_at_random_or_in_the_centre():
     assert [x for _, x in centred] == [x for _, x in drawn] and len({x for _, x in drawn}) > 5
 
 
+def test_reflected_border_mirrors_the_image_but_stays_invalid():
+    """reflect_border: outside the source the view holds the image mirrored at its border (OpenCV's
+    BORDER_REFLECT_101: edge pixel not repeated), still marked invalid and labelled ignore."""
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    m = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # the image 2 px to the right
+    view, label, valid = warp(image, m, (4, 8), np.zeros((4, 6), np.uint8), fill=(9, 9, 9), reflect=True)
+    np.testing.assert_array_equal(view[:, 2:], image)
+    np.testing.assert_array_equal(view[:, 1], image[:, 1])  # column −1 mirrors column 1
+    np.testing.assert_array_equal(view[:, 0], image[:, 2])  # column −2 mirrors column 2
+    assert (valid[:, :2] == 0).all() and (valid[:, 2:] == 1).all() and (label[:, :2] == 255).all()
+    plain, _, _ = warp(image, m, (4, 8), fill=(9, 9, 9))
+    assert (plain[:, :2] == 9).all()
+
+
 def test_hung_scale_steps():
     params = AugParams(scale_range=(0.5, 1.5), scale_step=0.1)
     draws = {round(params.draw_scale(np.random.default_rng(s)), 6) for s in range(300)}

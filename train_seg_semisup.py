@@ -999,9 +999,10 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("aug-vflip", "aug_vflip", "random vertical flips", "aug_vflip")
 @flag("aug-hvflip", "aug_hvflip", "random diagonal flips (transpose)", "aug_hvflip")
 @flag("aug-reflect-border", "aug_reflect_border", "view pixels from outside the image are the image mirrored at its "
-      "border (still invalid, labels ignored) instead of the mean colour (the authors' ISIC augmentation) [off]")
+      "border (still invalid, labels ignored) instead of the mean colour (the authors' ISIC augmentation) "
+      "[recipe: on for isic2017, else off]")
 @flag("aug-centre-small", "aug_centre_small", "an image (scaled) smaller than the crop sits in the crop's centre "
-      "instead of at a random position (the authors' central padding) [off]")
+      "instead of at a random position (the authors' central padding) [recipe: on for pascal_aug/pascal, else off]")
 # optimisation
 @option("--optimizer", "--opt_type", "optimizer", type=click.Choice(["adam", "sgd"]), help="[recipe; adam]")
 @flag("fused-optimizer", "fused_optimizer",

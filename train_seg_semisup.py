@@ -1026,7 +1026,7 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("channels-last", "channels_last", "channels-last memory format (faster convolutions on CPU) [on]")
 # consistency
 @option("--cons-loss", "--cons_loss_fn", "cons_loss", type=click.Choice(regularizers.CONS_LOSSES),
-        help="consistency loss [var]")
+        help="consistency loss [var; kld for --reg vat, as the authors' VAT runs]")
 @option("--cons-weight", "--cons_weight", "cons_weight", type=click.FloatRange(min=0),
         help="consistency weight [regularizer's paper value]")
 @option("--conf-thresh", "--conf_thresh", "conf_thresh", type=click.FloatRange(0, 1),

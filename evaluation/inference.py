@@ -39,7 +39,9 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, 
     A model with an ``input_multiple`` attribute (the U-Nets: 32) gets its images padded centrally to
     multiples of it, as in the authors' evaluation, and the logits are cropped back.
     on_prediction(batch, pred): optional callback, e.g. to save prediction PNGs.
-    postprocess(pred) -> pred: optional, applied to each (N, H, W) prediction before scoring (``fill_holes``).
+    postprocess(pred) -> pred: optional, applied to each (N, H, W) prediction before scoring (``fill_holes``);
+    a batch with ``crop`` (N, 4: top, left, height, width of each image in a padded batch) has it applied to
+    each image's own pixels, so padding cannot change it.
     """
     was_training = model.training
     model.eval()
@@ -53,7 +55,11 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], num_classes: int, 
             if logits.shape[-2:] != label.shape[-2:]:
                 logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
             pred = logits.argmax(dim=1)
-            if postprocess is not None:
+            if postprocess is not None and "crop" in batch:  # a padded batch: each image on its own pixels
+                for i, (top, left, h, w) in enumerate(batch["crop"].tolist()):
+                    rows, cols = slice(top, top + h), slice(left, left + w)
+                    pred[i, rows, cols] = postprocess(pred[i:i + 1, rows, cols])[0]
+            elif postprocess is not None:
                 pred = postprocess(pred)
             confusion.update(pred, label)
             if on_prediction is not None:

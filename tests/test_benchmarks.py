@@ -200,3 +200,17 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
                                                          "cpu"])
     assert result.exit_code == 1 and "device=cuda (this invocation: cpu)" in result.output, result.output
     assert "Traceback" not in result.output
+
+    # a run made before a regularizer default changed (VAT's loss: var, then kld) is not reused as the new default
+    vat = tmp_path / "vat-s0"
+    vat.mkdir()
+    (vat / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
+    (vat / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "vat", "seed": 0, "threads": 1,
+                                                 "cons_weight": 0.1, "cons_loss": "var", "device": "cpu"}))
+    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "vat", "--seeds", "0", "--threads", "1",
+                                                         "--out-dir", str(tmp_path), "--reuse"])
+    assert result.exit_code == 1 and "cons_loss=var (this invocation: kld)" in result.output, result.output
+    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "vat", "--seeds", "0", "--threads", "1",
+                                                         "--out-dir", str(tmp_path), "--reuse", "--",
+                                                         "--cons-loss", "var"])
+    assert result.exit_code == 0 and "reusing" in result.output, result.output

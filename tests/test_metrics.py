@@ -65,3 +65,27 @@ def test_evaluation_pads_to_the_networks_multiple_centrally_and_crops_back():
     seen.clear()
     evaluate(Strided(), [{"image": torch.ones(1, 3, 64, 32), "label": torch.ones(1, 64, 32, dtype=torch.long)}], 2)
     assert seen == [(64, 32)]  # multiples already: nothing to pad
+
+
+def test_hole_filling_of_a_padded_batch_sees_each_image_alone():
+    """A batch padded to its largest image (``crop``: each image's top, left, height, width): hole filling
+    runs on each image's own pixels, so background touching an image's edge stays background even when the
+    network calls the padding foreground."""
+    from evaluation import fill_holes
+
+    class Foreground(torch.nn.Module):  # class 1 wherever channel 0 is below 0.5, per pixel
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x[:, :1]), 0.5 - x[:, :1]], 1)
+
+    image = torch.zeros(1, 3, 12, 12)  # padding and image B: foreground
+    label = torch.full((1, 12, 12), 255, dtype=torch.long)
+    image[0, 0, 2:10, 2:10] = 0.0  # image A (8×8, centred): foreground ...
+    label[0, 2:10, 2:10] = 1
+    image[0, 0, 5:7, 2:4] = 1.0  # ... with a background notch on its left edge
+    label[0, 5:7, 2:4] = 0
+    batch = {"image": image, "label": label, "crop": torch.tensor([[2, 2, 8, 8]])}
+    preds = []
+    confusion = evaluate(Foreground(), [batch], 2, postprocess=fill_holes, on_prediction=lambda b, p: preds.append(p))
+    assert confusion.miou() == 1.0 and (preds[0][0, 5:7, 2:4] == 0).all()
+    without_crop = evaluate(Foreground(), [{"image": image, "label": label}], 2, postprocess=fill_holes)
+    assert without_crop.miou() < 1.0  # the whole padded batch filled: the notch became a hole

@@ -174,10 +174,7 @@ def resolve_config(given: dict) -> dict:
     arch = given.get("arch", recipe.get("arch", GLOBAL_DEFAULTS["arch"]))
     reg = given.get("reg", recipe.get("reg", GLOBAL_DEFAULTS["reg"]))
     arch_spec = architectures.get_arch_spec(arch)
-    reg_defaults = {"cons_weight": 0.0}
-    if reg != "none":
-        reg_class = regularizers.get_regularizer_class(reg)
-        reg_defaults = {"cons_weight": reg_class.default_weight, **reg_class.defaults}
+    reg_defaults = regularizers.regularizer_defaults(reg)
     # a recipe may carry the paper's weight per regularizer for its dataset (e.g. ISIC's)
     recipe = {k: v for k, v in recipe.items() if k != "reg_weights"}
     if reg in bundle.recipe.get("reg_weights", {}):

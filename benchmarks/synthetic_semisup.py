@@ -67,15 +67,6 @@ def settings_from_args(args: list[str]) -> dict[str, str | bool]:
     return settings
 
 
-def regularizer_defaults(reg: str) -> dict:
-    """What ``--reg`` sets when nothing overrides it (weight, mask range, VAT's loss): a run made before a
-    default changed (VAT's loss became kld on 2026-12-03) must not be reused as a run of the new one."""
-    if reg == "none":
-        return {}
-    cls = regularizers.get_regularizer_class(reg)
-    return {"cons_weight": cls.default_weight, **cls.defaults}
-
-
 def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
     """The settings of this invocation that the run in ``out`` did not use (empty: it may be reused)."""
     config_path = out / "config.json"
@@ -110,7 +101,9 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
         out = out_dir / f"{reg}-s{seed}"
         reused = reuse and (out / "final.json").is_file()
         if reused:  # only a run of the same settings: a table mixing devices or iterations would mislead
-            wanted = {**regularizer_defaults(reg), "dataset": "synthetic", "reg": reg, "seed": seed,
+            # with the regularizer's defaults: a run made before one changed (VAT's loss: var, then kld on
+            # 2026-12-03) must not be reused as a run of the new default
+            wanted = {**regularizers.regularizer_defaults(reg), "dataset": "synthetic", "reg": reg, "seed": seed,
                       "threads": threads, **settings_from_args(list(extra))}
             conflicts = reuse_conflicts(out, wanted)
             if conflicts:

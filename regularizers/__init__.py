@@ -14,7 +14,7 @@ from .ict import ICT
 from .losses import CONS_LOSSES, ConsistencyLoss
 from .masks import BoxMaskGenerator
 from .mean_teacher import MeanTeacher, ema_update
-from .registry import REGULARIZERS, build_regularizer, get_regularizer_class, register_regularizer
+from .registry import REGULARIZERS, build_regularizer, get_regularizer_class, register_regularizer, regularizer_defaults
 from .vat import VAT
 
 register_regularizer("cutout", Cutout)
@@ -28,4 +28,4 @@ register_regularizer("classmix", ClassMix)
 
 __all__ = ["CONS_LOSSES", "REGULARIZERS", "VAT", "AugConsistency", "BoxMaskGenerator", "ClassMix", "ConsistencyLoss",
            "CowMaskGenerator", "CowMix", "CowOut", "CutMix", "Cutout", "ICT", "MeanTeacher", "build_regularizer",
-           "ema_update", "get_regularizer_class", "register_regularizer"]
+           "ema_update", "get_regularizer_class", "register_regularizer", "regularizer_defaults"]

@@ -26,6 +26,15 @@ def get_regularizer_class(name: str) -> type:
     return REGULARIZERS[name]
 
 
+def regularizer_defaults(name: str) -> dict:
+    """The options ``--reg=name`` sets when nothing overrides them: its paper weight and its ``defaults``
+    (mask range, VAT's loss); ``none`` has weight 0."""
+    if name == "none":
+        return {"cons_weight": 0.0}
+    cls = get_regularizer_class(name)
+    return {"cons_weight": cls.default_weight, **cls.defaults}
+
+
 def call_with_known_options(fn, options: dict, **fixed):
     """Call ``fn`` with ``fixed`` plus the entries of ``options`` that ``fn`` has parameters for."""
     params = inspect.signature(fn).parameters

@@ -101,6 +101,13 @@ GLOBAL_DEFAULTS = {
     "aug_centre_small": False,  # an image smaller than the crop sits in its centre (the authors' padding)
     "aug_reflect_border": False,  # view pixels outside the image mirrored in (still invalid; the authors' ISIC)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
+    "aug_strong_colour": False,  # MoCo colour augmentation of the student's unlabelled view (authors' later release)
+    "aug_colour_brightness": 0.4,
+    "aug_colour_contrast": 0.4,
+    "aug_colour_saturation": 0.4,
+    "aug_colour_hue": 0.1,
+    "aug_colour_prob": 0.8,  # probability of the colour jitter
+    "aug_colour_greyscale_prob": 0.2,
     "ict_alpha": 0.1,
     "ict_mix_confidences": False,  # ict: confidence = λ-mix of the two confidences (the authors' script)
     "vat_radius": 1.0,
@@ -210,6 +217,13 @@ def resolve_config(given: dict) -> dict:
     if cfg["aug_hvflip"] and crop is not None and crop[0] != crop[1]:
         raise ConfigError(f"--aug-hvflip transposes the crop, which needs a square --crop-size (got "
                           f"{crop[0]},{crop[1]}); drop --aug-hvflip or give a square crop")
+    colour_given = [key for key in COLOUR_OPTIONS if key in given]
+    if colour_given and not cfg["aug_strong_colour"]:
+        raise ConfigError(f"--{colour_given[0].replace('_', '-')} sets the colour augmentation, which is off; add "
+                          f"--aug-strong-colour or drop it")
+    if cfg["aug_strong_colour"] and reg == "none":
+        raise ConfigError("--aug-strong-colour augments the student's view of unlabelled images, which --reg none "
+                          "does not use; pick a regularizer or drop it")
     cfg["num_classes"] = bundle.num_classes
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:
@@ -260,6 +274,18 @@ def aug_params(cfg: dict) -> datapipe.AugParams:
                               rot_mag=cfg["aug_rot_mag"], hflip=cfg["aug_hflip"], vflip=cfg["aug_vflip"],
                               hvflip=cfg["aug_hvflip"], centre_small=cfg["aug_centre_small"],
                               reflect_border=cfg["aug_reflect_border"])
+
+
+COLOUR_OPTIONS = {"aug_colour_brightness": "brightness", "aug_colour_contrast": "contrast",
+                  "aug_colour_saturation": "saturation", "aug_colour_hue": "hue", "aug_colour_prob": "prob",
+                  "aug_colour_greyscale_prob": "greyscale_prob"}
+
+
+def colour_jitter(cfg: dict) -> datapipe.ColourJitter | None:
+    """The student's colour augmentation of unlabelled views (``--aug-strong-colour``), or None."""
+    if not cfg["aug_strong_colour"]:
+        return None
+    return datapipe.ColourJitter(**{field: cfg[key] for key, field in COLOUR_OPTIONS.items()})
 
 
 def make_optimizer(cfg: dict, net: architectures.SegNet) -> torch.optim.Optimizer:
@@ -739,7 +765,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
                                                 mean, std, cfg["num_workers"], start=start_iter * unsup_batch_size,
                                                 paired=reg.needs_views, offset_range=cfg["aug_offset_range"],
                                                 free_scale_rot=cfg["aug_free_scale_rot"],
-                                                teacher_unscaled=cfg["aug_teacher_unscaled"], **shard)
+                                                teacher_unscaled=cfg["aug_teacher_unscaled"],
+                                                colour=colour_jitter(cfg), **shard)
                          for k in range(n_streams)]
 
     if cfg["resume"] and "torch_rng" in ckpt:  # dropout's stream, where the checkpointed run left it
@@ -1000,6 +1027,21 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
       "[recipe: on for isic2017, else off]")
 @flag("aug-centre-small", "aug_centre_small", "an image (scaled) smaller than the crop sits in the crop's centre "
       "instead of at a random position (the authors' central padding) [recipe: on for pascal_aug/pascal, else off]")
+@flag("aug-strong-colour", "aug_strong_colour", "colour-augment the student's view of unlabelled images (MoCo's "
+      "colour jitter, then greyscale), not the teacher's: the authors' later release, beyond the paper [off]",
+      "aug_strong_colour")
+@option("--aug-colour-brightness", "--aug_colour_brightness", "aug_colour_brightness", type=click.FloatRange(min=0),
+        help="colour: brightness factor in [max(0, 1 − b), 1 + b] [0.4]")
+@option("--aug-colour-contrast", "--aug_colour_contrast", "aug_colour_contrast", type=click.FloatRange(min=0),
+        help="colour: contrast factor in [max(0, 1 − c), 1 + c] [0.4]")
+@option("--aug-colour-saturation", "--aug_colour_saturation", "aug_colour_saturation", type=click.FloatRange(min=0),
+        help="colour: saturation factor in [max(0, 1 − s), 1 + s] [0.4]")
+@option("--aug-colour-hue", "--aug_colour_hue", "aug_colour_hue", type=click.FloatRange(0, 0.5),
+        help="colour: hue shift in [−h, h] (fraction of the hue circle) [0.1]")
+@option("--aug-colour-prob", "--aug_colour_prob", "aug_colour_prob", type=click.FloatRange(0, 1),
+        help="colour: probability of the jitter [0.8]")
+@option("--aug-colour-greyscale-prob", "--aug_colour_greyscale_prob", "aug_colour_greyscale_prob",
+        type=click.FloatRange(0, 1), help="colour: probability of greyscale, after the jitter [0.2]")
 # optimisation
 @option("--optimizer", "--opt_type", "optimizer", type=click.Choice(["adam", "sgd"]), help="[recipe; adam]")
 @flag("fused-optimizer", "fused_optimizer",

@@ -17,6 +17,12 @@ Paired views (``stream_loader(..., paired=True)``, for the standard-augmentation
 teacher view ``image``/``valid``/``matrix``, the student view ``image_s``/``valid_s``/``matrix_s``, and
 ``theta`` (N, 2, 3), the ``F.affine_grid`` matrix (``align_corners=False``) that brings maps of the
 teacher view into the student view's frame.
+
+Strong colour augmentation (``colour``, a ``ColourJitter``; unlabelled streams only): the student's view
+``image_s`` is colour-augmented and the teacher's ``image`` is not. Without paired views ``image_s`` is a
+colour-augmented copy of ``image`` (same geometry, no ``valid_s``); with them, the student view is.
+Padding pixels keep their values, the fill colour (with a reflected border, the mirrored pixels are
+augmented like the image).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .base import DataError, SegDataset
+from .colour import ColourJitter
 from .transforms import AugParams, rotation, sample_matrix, scaling, warp
 
 
@@ -64,13 +71,25 @@ def fill_value(mean) -> tuple[float, float, float]:
     return tuple(float(round(255 * m)) for m in mean)
 
 
+def colour_view(colour: ColourJitter, view: np.ndarray, valid: np.ndarray, reflect: bool,
+                rng: np.random.Generator) -> np.ndarray:
+    """The student's colour-augmented copy of ``view``; padding pixels keep their values unless reflected."""
+    augmented = colour(view, rng)
+    if not reflect:
+        augmented[valid == 0] = view[valid == 0]
+    return augmented
+
+
 class AugmentedViews(Dataset):
-    """Draw ``(index, draw)`` → one augmented view of sample ``index`` as uint8/int tensors."""
+    """Draw ``(index, draw)`` → one augmented view of sample ``index`` as uint8/int tensors.
+
+    ``colour``: also ``image_s``, a colour-augmented copy for the student (module doc).
+    """
 
     def __init__(self, dataset: SegDataset, params: AugParams, seed: int, stream: int, with_label: bool,
-                 fill=(0, 0, 0)):
+                 fill=(0, 0, 0), colour: ColourJitter | None = None):
         self.dataset, self.params, self.seed, self.stream = dataset, params, seed, stream
-        self.with_label, self.fill = with_label, fill
+        self.with_label, self.fill, self.colour = with_label, fill, colour
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -85,6 +104,9 @@ class AugmentedViews(Dataset):
                                    reflect=self.params.reflect_border)
         sample = {"image": torch.from_numpy(image).permute(2, 0, 1), "valid": torch.from_numpy(valid)[None],
                   "matrix": torch.from_numpy(m[:2].astype(np.float32))}
+        if self.colour is not None:  # drawn after the geometry: the views' geometry does not depend on it
+            student = colour_view(self.colour, image, valid, self.params.reflect_border, rng)
+            sample["image_s"] = torch.from_numpy(student).permute(2, 0, 1)
         if label is not None:
             sample["label"] = torch.from_numpy(label.astype(np.int64))
         return sample
@@ -126,15 +148,17 @@ class PairedViews(Dataset):
     ``teacher_unscaled`` the teacher's view keeps scale 1 and no rotation and the student's draws its own
     (the authors' paired transform on Pascal: the teacher sees the unaugmented image, supplement D.1.1);
     flips are drawn independently. ``theta`` relates the views (``grid_theta``, teacher → student).
+    ``colour``: the student view is colour-augmented (module doc).
     """
 
     def __init__(self, dataset: SegDataset, params: AugParams, seed: int, stream: int, offset_range: int = 16,
-                 free_scale_rot: bool = False, fill=(0, 0, 0), teacher_unscaled: bool = False):
+                 free_scale_rot: bool = False, fill=(0, 0, 0), teacher_unscaled: bool = False,
+                 colour: ColourJitter | None = None):
         if offset_range < 0:
             raise ValueError(f"offset range must be >= 0, got {offset_range}")
         self.dataset, self.params, self.seed, self.stream = dataset, params, seed, stream
         self.offset_range, self.free_scale_rot, self.fill = offset_range, free_scale_rot, fill
-        self.teacher_unscaled = teacher_unscaled
+        self.teacher_unscaled, self.colour = teacher_unscaled, colour
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -160,6 +184,8 @@ class PairedViews(Dataset):
         sample = {}
         for suffix, m, hw in (("", m_t, hw_t), ("_s", m_s, hw_s)):
             view, _, valid = warp(image, m, hw, fill=self.fill, reflect=self.params.reflect_border)
+            if suffix and self.colour is not None:
+                view = colour_view(self.colour, view, valid, self.params.reflect_border, rng)
             sample["image" + suffix] = torch.from_numpy(view).permute(2, 0, 1)
             sample["valid" + suffix] = torch.from_numpy(valid)[None]
             sample["matrix" + suffix] = torch.from_numpy(m[:2].astype(np.float32))
@@ -199,17 +225,18 @@ def own_generator() -> torch.Generator:
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
                   with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
                   offset_range: int = 16, free_scale_rot: bool = False, rank: int = 0, world: int = 1,
-                  teacher_unscaled: bool = False):
+                  teacher_unscaled: bool = False, colour: ColourJitter | None = None):
     """An endless iterator of augmented batches; ``start`` = number of samples this process already drew.
 
     ``paired``: unlabelled teacher/student views of each image (see ``PairedViews``).
+    ``colour``: the student's view colour-augmented (module doc; unlabelled streams).
     ``rank``, ``world``: this process's share of a stream split between processes (module doc).
     """
     if paired:
         views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean),
-                            teacher_unscaled)
+                            teacher_unscaled, colour)
     else:
-        views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean))
+        views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean), colour)
     sampler = StreamSampler(len(dataset), seed, stream, start, rank, world, batch_size)
     loader = DataLoader(views, batch_size=batch_size, sampler=sampler,
                         num_workers=num_workers, collate_fn=Normalise(mean, std),

@@ -6,7 +6,9 @@ Both are plug-ins with the interface every regularizer here follows:
 
 batch, partner: unlabelled batches ``{"image": (N, 3, H, W) normalised float, "valid": (N, 1, H, W)}``
 (``partner`` is a second, independent batch, given when ``reg.needs_partner``; ``reg.needs_views``
-asks for paired teacher/student views instead, see ``aug.py``). ``loss`` is the
+asks for paired teacher/student views instead, see ``aug.py``). A batch may also hold ``image_s``, the
+student's version of the same crops (e.g. colour-augmented): the student then sees ``image_s`` where it
+would see ``image``, and the teacher keeps ``image``. ``loss`` is the
 unweighted consistency loss (the training loop multiplies by the consistency weight); ``stats`` holds
 detached scalars for logging. The teacher runs under ``no_grad`` in whatever mode the loop set.
 """
@@ -55,7 +57,7 @@ class Cutout:
         mask = torch_masks(self.mask_generator, x.shape[0], x, self.rng)  # (N, 1, H, W)
         with torch.no_grad():
             target = self.cons_loss.target(teacher(x))
-        loss, stats = self.cons_loss(student(x * mask), target, mask * valid)
+        loss, stats = self.cons_loss(student(batch.get("image_s", x) * mask), target, mask * valid)
         stats["mask_mean"] = mask.mean()
         return loss, stats
 
@@ -82,7 +84,7 @@ class CutMix:
         with torch.no_grad():
             logits_mixed = torch.lerp(teacher(x_a), teacher(x_b), mask)
             target = self.cons_loss.target(logits_mixed)
-        x_mixed = torch.lerp(x_a, x_b, mask)
+        x_mixed = torch.lerp(batch.get("image_s", x_a), partner.get("image_s", x_b), mask)
         valid_mixed = torch.lerp(batch["valid"], partner["valid"], mask)
         loss, stats = self.cons_loss(student(x_mixed), target, valid_mixed)
         stats["mask_mean"] = mask.mean()

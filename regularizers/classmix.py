@@ -4,7 +4,8 @@ Beyond the paper. The mask M is 1 where the teacher's arg-max prediction on x_a 
 ceil(n/2) classes chosen at random (without replacement, from the loop's generator) among the n classes
 it predicts on the valid pixels of x_a (the original ClassMix code's ``(n + n % 2) / 2``). Student sees
 x_a·M + x_b·(1 − M); target = softmax of the teacher logits mixed with the same M (as CutMix); loss
-mask = the mixed validity.
+mask = the mixed validity. Batches holding ``image_s`` (the student's version of the crops, see
+``box_mixing.py``) give the student the mix of those.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class ClassMix:
             logits_a, logits_b = teacher(x_a), teacher(x_b)
             mask = class_mix_masks(logits_a.argmax(dim=1), batch["valid"], self.rng)  # (N, 1, H, W), 1 → from a
             target = self.cons_loss.target(torch.lerp(logits_b, logits_a, mask))
-        x_mixed = torch.lerp(x_b, x_a, mask)
+        x_mixed = torch.lerp(partner.get("image_s", x_b), batch.get("image_s", x_a), mask)
         valid_mixed = torch.lerp(partner["valid"], batch["valid"], mask)
         loss, stats = self.cons_loss(student(x_mixed), target, valid_mixed)
         stats["mask_mean"] = mask.mean()

@@ -5,7 +5,8 @@ to 0 or 1); the target is the λ-mix of the teacher's outputs on x_a and x_b —
 logits for logit losses — and the loss mask is the λ-mix of the two validities. The
 confidence is that of the mixed probabilities, whatever the loss compares; with ``mix_confidences``
 it is the λ-mix of the two teacher confidences instead, as the authors' ICT script computed it (never
-lower: max is convex).
+lower: max is convex). Batches holding ``image_s`` (the student's version of the crops, see
+``box_mixing.py``) give the student the λ-mix of those.
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ class ICT:
             if self.mix_confidences:
                 conf = mix(prob_a.max(dim=1, keepdim=True).values, prob_b.max(dim=1, keepdim=True).values, lam)
         valid = mix(batch["valid"], partner["valid"], lam)
-        student_logits = student(mix(x_a, x_b, lam))
+        student_logits = student(mix(batch.get("image_s", x_a), partner.get("image_s", x_b), lam))
         loss, stats = loss_with_confidence_from(self.cons_loss, student_logits, target, valid, prob, conf)
         stats["lambda_mean"] = lam.mean().detach()
         return loss, stats

@@ -20,6 +20,13 @@ is the Hessian of D at r = 0 applied to d, i.e. what the power iteration estimat
 gradient vanishes there, ∇²_z D·u has a closed form per pixel (``curvature_product``), a few element-wise
 operations in place of a double backward pass through the loss; ``bce`` and ``pseudo_ce`` take the
 autograd path.
+
+A student's version of the crops (``image_s`` in the batch, e.g. colour-augmented; see ``box_mixing.py``):
+as in the authors' later release, the direction network's clean prediction f(x) stays the reference and
+the perturbation is sought at the student's input x_s: g = ∇_r D(f(x), f(x_s + r)) at r = ξ·d, to first
+order Jᵀ·(∇_z D + ξ·∇²_z D·u) at z = f(x_s) by the autograd path (∇_z D no longer vanishes where x_s ≠ x);
+the student sees x_s + r_adv, ε comes from x_s, and the target is still the teacher's prediction on x.
+Images whose student version equals x take f(x_s) itself as the reference, exactly as without ``image_s``.
 """
 from __future__ import annotations
 
@@ -89,9 +96,11 @@ def curvature_product(loss_kind: str, z0: torch.Tensor, u: torch.Tensor, loss_ma
 
 
 def curvature_product_autograd(loss_kind: str, z0: torch.Tensor, u: torch.Tensor, loss_mask: torch.Tensor,
-                               xi: float) -> torch.Tensor:
-    """∇_z D + ξ·∇²_z D·u at z0 by a double backward pass (any loss), rescaled per image."""
-    target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
+                               xi: float, z_ref: torch.Tensor | None = None) -> torch.Tensor:
+    """∇_z D + ξ·∇²_z D·u at z0 by a double backward pass (any loss), rescaled per image; D compares with
+    the target taken from the reference logits ``z_ref`` (default: z0 itself)."""
+    z_ref = z0 if z_ref is None else z_ref
+    target = z_ref if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z_ref, dim=1)
     with torch.enable_grad():
         z = z0.detach().requires_grad_(True)
         divergence = (pixel_loss(loss_kind, z, target) * loss_mask[:, 0]).mean()
@@ -100,9 +109,17 @@ def curvature_product_autograd(loss_kind: str, z0: torch.Tensor, u: torch.Tensor
     return normalise_per_image(grad_z.detach() + xi * hess_u)
 
 
+def reference_logits(net: nn.Module, x_ref: torch.Tensor, x: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+    """f(x_ref), with z0 = f(x) itself for the images where x_ref equals x (no rounding between two passes)."""
+    z_ref = net(x_ref)
+    same = (x_ref == x).flatten(1).all(dim=1)
+    return torch.where(same.view(-1, 1, 1, 1), z0, z_ref)
+
+
 def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
-                          generator: torch.Generator) -> torch.Tensor:
-    """(N, C, H, W) unit-norm (per image) direction that most increases D(f(x), f(x + r)) (module doc).
+                          generator: torch.Generator, x_ref: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, C, H, W) unit-norm (per image) direction that most increases D(f(x), f(x + r)) (module doc);
+    with ``x_ref``, D(f(x_ref), f(x + r)) (the student's version x of the clean x_ref, module doc).
 
     x: (N, C, H, W) normalised images; loss_mask: (N, 1, H, W) validity. ``net`` runs in eval mode and
     gets every module's training flag back afterwards.
@@ -115,11 +132,12 @@ def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tens
             # torch's own forward-mode decompositions call the deprecated torch.jit.script when first loaded
             warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
             z0, u = torch.func.jvp(net, (x,), (d,))  # clean logits and J·d, (N, K, H, W)
+            z_ref = None if x_ref is None else reference_logits(net, x_ref, x, z0)
         # the logit-space gradient at r = ξ·d, to first order; rescaled per image (the direction is
         # scale-free and images are independent in eval mode) so the backward pass cannot underflow
-        grad_out = curvature_product(loss_kind, z0, u, loss_mask)
+        grad_out = curvature_product(loss_kind, z0, u, loss_mask) if z_ref is None else None
         if grad_out is None:
-            grad_out = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]))
+            grad_out = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]), z_ref)
         else:
             grad_out = normalise_per_image(grad_out)
         with torch.enable_grad():
@@ -132,8 +150,9 @@ def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tens
 
 
 def finite_difference_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
-                                generator: torch.Generator) -> torch.Tensor:
-    """The authors' power iteration, literally: g = ∇_r D(f(x), f(x + r)) at r = ξ·d, normalised per image.
+                                generator: torch.Generator, x_ref: torch.Tensor | None = None) -> torch.Tensor:
+    """The authors' power iteration, literally: g = ∇_r D(f(x), f(x + r)) at r = ξ·d, normalised per image
+    (with ``x_ref``: D(f(x_ref), f(x + r)), as their later release computed it for a colour-augmented x).
 
     In float32 x + ξ·d rounds back to x for small crops (module doc), so g is mostly rounding noise there;
     kept for reproducing the paper-era runs (``--vat-finite-diff``). Modes restored as in
@@ -144,7 +163,7 @@ def finite_difference_direction(net: nn.Module, x: torch.Tensor, loss_mask: torc
     try:
         d = normalise_per_image(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
         with torch.no_grad():
-            z0 = net(x)
+            z0 = net(x if x_ref is None else x_ref)
         target = z0 if loss_kind in ("logits_var", "logits_smoothl1") else torch.softmax(z0, dim=1)
         with torch.enable_grad():
             r = (vat_xi(*x.shape[-2:]) * d).requires_grad_(True)
@@ -181,16 +200,19 @@ class VAT:
         generator.manual_seed(int(self.rng.integers(0, 2**63 - 1)))
         return generator
 
-    def perturbation(self, net: nn.Module, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """r_adv (N, C, H, W) with ‖r_adv‖ = ε per image."""
-        direction = self.direction(net, x, valid, self.cons_loss.kind, self.torch_generator(x.device))
+    def perturbation(self, net: nn.Module, x: torch.Tensor, valid: torch.Tensor,
+                     x_ref: torch.Tensor | None = None) -> torch.Tensor:
+        """r_adv (N, C, H, W) at x with ‖r_adv‖ = ε per image; ``x_ref``: the clean reference (module doc)."""
+        direction = self.direction(net, x, valid, self.cons_loss.kind, self.torch_generator(x.device), x_ref)
         return vat_radius(x, self.radius, self.adaptive) * direction
 
     def __call__(self, student, teacher, batch, partner=None):
         x, valid = batch["image"], batch["valid"]
-        r_adv = self.perturbation(student if self.dir_from_student else teacher, x, valid)
+        x_s = batch.get("image_s", x)  # the student's version of the crops (module doc)
+        r_adv = self.perturbation(student if self.dir_from_student else teacher, x_s, valid,
+                                  None if x_s is x else x)
         with torch.no_grad():
             target = self.cons_loss.target(teacher(x))
-        loss, stats = self.cons_loss(student(x + r_adv), target, valid)
+        loss, stats = self.cons_loss(student(x_s + r_adv), target, valid)
         stats["vat_radius"] = per_image_norm(r_adv).mean()
         return loss, stats

@@ -223,7 +223,8 @@ def resolve_config(given: dict) -> dict:
                           f"--aug-strong-colour or drop it")
     if cfg["aug_strong_colour"] and reg == "none":
         raise ConfigError("--aug-strong-colour augments the student's view of unlabelled images, which --reg none "
-                          "does not use; pick a regularizer or drop it")
+                          "does not use (in the authors' baseline runs it had no effect); drop it or pick a "
+                          "regularizer")
     cfg["num_classes"] = bundle.num_classes
     for key in ("crop_size", "aug_scale_range"):
         if cfg[key] is not None:

@@ -23,10 +23,11 @@ autograd path.
 
 A student's version of the crops (``image_s`` in the batch, e.g. colour-augmented; see ``box_mixing.py``):
 as in the authors' later release, the direction network's clean prediction f(x) stays the reference and
-the perturbation is sought at the student's input x_s: g = ∇_r D(f(x), f(x_s + r)) at r = ξ·d, to first
-order Jᵀ·(∇_z D + ξ·∇²_z D·u) at z = f(x_s) by the autograd path (∇_z D no longer vanishes where x_s ≠ x);
-the student sees x_s + r_adv, ε comes from x_s, and the target is still the teacher's prediction on x.
-Images whose student version equals x take f(x_s) itself as the reference, exactly as without ``image_s``.
+the perturbation is sought at the student's input x_s: g = ∇_r D(f(x), f(x_s + r)) at r = ξ·d. Where
+x_s ≠ x, ∇_z D no longer vanishes at z = f(x_s) and g ≈ Jᵀ·∇_z D, computed as Jᵀ·(∇_z D + ξ·∇²_z D·u) by
+the autograd path (the ξ terms, this one and the omitted ξ·(∂J/∂x·d)ᵀ·∇_z D, are negligible beside it).
+An image whose student version equals x gets exactly the direction it gets without ``image_s``. The
+student sees x_s + r_adv, ε comes from x_s, and the target is still the teacher's prediction on x.
 """
 from __future__ import annotations
 
@@ -109,13 +110,6 @@ def curvature_product_autograd(loss_kind: str, z0: torch.Tensor, u: torch.Tensor
     return normalise_per_image(grad_z.detach() + xi * hess_u)
 
 
-def reference_logits(net: nn.Module, x_ref: torch.Tensor, x: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
-    """f(x_ref), with z0 = f(x) itself for the images where x_ref equals x (no rounding between two passes)."""
-    z_ref = net(x_ref)
-    same = (x_ref == x).flatten(1).all(dim=1)
-    return torch.where(same.view(-1, 1, 1, 1), z0, z_ref)
-
-
 def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tensor, loss_kind: str,
                           generator: torch.Generator, x_ref: torch.Tensor | None = None) -> torch.Tensor:
     """(N, C, H, W) unit-norm (per image) direction that most increases D(f(x), f(x + r)) (module doc);
@@ -132,14 +126,20 @@ def adversarial_direction(net: nn.Module, x: torch.Tensor, loss_mask: torch.Tens
             # torch's own forward-mode decompositions call the deprecated torch.jit.script when first loaded
             warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
             z0, u = torch.func.jvp(net, (x,), (d,))  # clean logits and J·d, (N, K, H, W)
-            z_ref = None if x_ref is None else reference_logits(net, x_ref, x, z0)
         # the logit-space gradient at r = ξ·d, to first order; rescaled per image (the direction is
         # scale-free and images are independent in eval mode) so the backward pass cannot underflow
-        grad_out = curvature_product(loss_kind, z0, u, loss_mask) if z_ref is None else None
+        grad_out = curvature_product(loss_kind, z0, u, loss_mask)
         if grad_out is None:
-            grad_out = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]), z_ref)
+            grad_out = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]))
         else:
             grad_out = normalise_per_image(grad_out)
+        if x_ref is not None:  # the images whose student copy differs: pulled towards f(x_ref) (module doc)
+            differ = (x_ref != x).flatten(1).any(dim=1)
+            if differ.any():
+                with torch.no_grad():
+                    z_ref = net(x_ref)
+                towards_ref = curvature_product_autograd(loss_kind, z0, u, loss_mask, vat_xi(*x.shape[-2:]), z_ref)
+                grad_out = torch.where(differ.view(-1, 1, 1, 1), towards_ref, grad_out)
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(net(x_in), x_in, grad_outputs=grad_out)

@@ -727,6 +727,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
     student = architectures.build_arch(cfg["arch"], cfg["num_classes"], pretrained=cfg["pretrained"],
                                        freeze_bn=cfg["freeze_bn"], weights=cfg["weights"])
+    crop = cfg["crop_size"]
+    if crop is not None and min(crop) < student.min_input:
+        raise ConfigError(f"--crop-size {crop[0]},{crop[1]} is too small for {cfg['arch']}, which needs at least "
+                          f"{student.min_input}×{student.min_input} px; give a larger --crop-size")
     student = student.to(device, memory_format=memory_format)
     procs.copy_from_main(*student.state_dict().values())  # the same start everywhere
     mean_teacher = regularizers.MeanTeacher(student, cfg["teacher_alpha"]) if cfg["model"] == "mean_teacher" else None

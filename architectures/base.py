@@ -1,7 +1,7 @@
 """The interface every segmentation network here follows.
 
 - ``forward(x)``: ``x`` (N, 3, H, W) normalised with ``mean``/``std`` → logits (N, C, H, W) at the
-  input size, for any H and W.
+  input size, for any H and W from ``min_input`` up (1 for every network here but the Dense U-net's 29).
 - ``mean``/``std``: per-channel RGB statistics (0–1 scale) the network expects its input normalised by.
 - ``param_groups()``: trainable parameters split into ``pretrained`` (backbone weights loaded from
   ImageNet etc.) and ``new`` (randomly initialised); the optimizer gives the pretrained group a
@@ -28,6 +28,7 @@ class SegNet(nn.Module):
 
     backbone_pretrained: bool = False  # True once ``self.backbone`` holds pretrained (ImageNet) weights
     input_multiple: int = 1  # evaluation pads full images to multiples of this (U-Nets: their total stride)
+    min_input: int = 1  # the smallest input height and width the network runs on
 
     def pretrained_modules(self) -> list[nn.Module]:
         """Modules whose weights come pretrained: the ``backbone`` once it was loaded, else none."""

@@ -64,6 +64,7 @@ class FinalLayers(nn.Module):
 
 class DenseUNet(SegNet):
     input_multiple = 32  # five ×2 downsamplings: evaluation pads to multiples of 32, as the authors did
+    min_input = 29  # below 29 px transition3's 2×2 average pooling gets a 1×1 map and fails
     # features children before which a skip is tapped: the stem (relu0 output), dense blocks 1-3
     TAPS = ("pool0", "transition1", "transition2", "transition3")
 

@@ -109,6 +109,48 @@ def test_frozen_bn_stays_in_eval_mode(name):
     assert all(m.training for m in _bn_layers(net) if id(m) not in frozen_ids)  # heads keep training BN
 
 
+@pytest.mark.parametrize("name", ["deeplabv2_resnet101", "deeplabv3plus_resnet101", "pspnet_resnet101"])
+def test_dilated_resnets_run_at_output_stride_8(nets, name):
+    """Every block of layer3 / layer4 at dilation 2 / 4 (DeepLab v2 sets the first blocks too; torchvision's
+    dilation pattern leaves them at 1 / 2 in DeepLab v3+ and PSPNet), and layer4 at 1/8 of the input."""
+    backbone = nets(name).backbone
+    dilations = {layer: [block.conv2.dilation for block in getattr(backbone, layer)] for layer in ("layer3", "layer4")}
+    if name.startswith("deeplabv2"):
+        assert set(dilations["layer3"]) == {(2, 2)} and set(dilations["layer4"]) == {(4, 4)}
+        assert all(block.conv2.padding == block.conv2.dilation for layer in ("layer3", "layer4")
+                   for block in getattr(backbone, layer))
+    else:
+        assert dilations["layer3"][0] == (1, 1) and set(dilations["layer3"][1:]) == {(2, 2)}
+        assert dilations["layer4"][0] == (2, 2) and set(dilations["layer4"][1:]) == {(4, 4)}
+    x = torch.randn(1, 3, 65, 97)
+    with torch.no_grad():
+        features = backbone.layer4(backbone.layer3(backbone.layer2(backbone.layer1(
+            backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))))))
+    assert features.shape[-2:] == (9, 13)  # ceil(65 / 8), ceil(97 / 8)
+
+
+def test_classifier_and_aspp_rates(nets):
+    branches = nets("deeplabv2_resnet101").classifier.branches
+    assert [conv.dilation for conv in branches] == [(6, 6), (12, 12), (18, 18), (24, 24)]
+    assert [conv.padding for conv in branches] == [(6, 6), (12, 12), (18, 18), (24, 24)]
+    aspp = nets("deeplabv3plus_resnet101").aspp
+    assert [aspp.convs[i][0].dilation for i in (1, 2, 3)] == [(12, 12), (24, 24), (36, 36)]
+
+
+@pytest.mark.parametrize("name", ["densenet161_unet", "resnet50_unet", "resnet101_unet"])
+def test_unets_ask_evaluation_to_pad_to_32(nets, name):
+    assert nets(name).input_multiple == 32
+    assert nets("deeplabv2_resnet101").input_multiple == 1
+
+
+def test_default_bn_setting_is_the_papers(nets):
+    """Built without --freeze-bn/--no-freeze-bn, DeepLab v2's BatchNorm is frozen (whole network), the others train."""
+    frozen = [m for m in nets("deeplabv2_resnet101").modules() if isinstance(m, nn.BatchNorm2d)]
+    assert frozen and all(not m.weight.requires_grad and not m.bias.requires_grad for m in frozen)
+    trained = [m for m in nets("deeplabv3plus_resnet101").modules() if isinstance(m, nn.BatchNorm2d)]
+    assert trained and all(m.weight.requires_grad for m in trained)
+
+
 def test_two_branch_quirk_differs_from_four_branch_sum(nets):
     four, two = nets("deeplabv2_resnet101"), nets("deeplabv2_resnet101_2branch")
     two.load_state_dict(four.state_dict())  # the same weights fit both
@@ -199,3 +241,15 @@ def test_caffe_state_dict_is_refused(nets, tmp_path):
     with pytest.raises(WeightsError) as e:
         load_weights(net, str(path))
     assert "\n" not in str(e.value) and "Caffe" in str(e.value) and "--no-pretrained" in str(e.value)
+
+
+def test_too_small_crop_for_the_dense_unet_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    import train_seg_semisup
+    out = tmp_path / "run"
+    result = CliRunner().invoke(train_seg_semisup.main, [
+        "--arch", "densenet161_unet", "--no-pretrained", "--crop-size", "28,40", "--synthetic-n-train", "8",
+        "--n-sup", "4", "--iters", "1", "--out-dir", str(out)], catch_exceptions=False)
+    assert result.exit_code != 0 and "at least 29×29" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

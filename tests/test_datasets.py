@@ -552,6 +552,9 @@ def test_fill_holes_and_per_image_jaccard():
     both = torch.cat([filled, torch.zeros(1, 5, 5, dtype=torch.int64)])
     np.testing.assert_allclose(evaluation.image_iou(both, label, 1).numpy(), [1.0, 1.0])  # empty vs empty = 1
     np.testing.assert_allclose(evaluation.image_iou(pred, label[:1], 1).numpy(), [8 / 9])
+    # each image on its own: filled as one 3-D volume, the hole would meet image 2's open background
+    batch = evaluation.fill_holes(torch.cat([pred, torch.zeros(1, 5, 5, dtype=torch.int64)]))
+    assert batch[0, 2, 2] == 1 and batch[1].sum() == 0
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST canvases

@@ -18,9 +18,10 @@ def test_miou_of_hand_computed_matrix_with_ignore():
 def test_set_level_sums_not_per_image_means():
     cm = ConfusionMatrix(2)
     cm.update(torch.tensor([[0, 0, 0, 1]]), torch.tensor([[0, 0, 0, 0]]))  # image 1
-    cm.update(torch.tensor([[1]]), torch.tensor([[1]]))  # image 2
-    # class 0: I = 3, U = 4; class 1: I = 1, U = 2
-    assert cm.per_class_iou() == pytest.approx([0.75, 0.5])
+    cm.update(torch.tensor([[1, 1, 1]]), torch.tensor([[1, 1, 1]]))  # image 2
+    # over the set: class 0 I = 3, U = 4; class 1 I = 3, U = 4 (the mean of per-image IoUs would give class 1
+    # (0 + 1) / 2 = 0.5: image 1 has a false positive of class 1 and no class-1 pixel)
+    assert cm.per_class_iou() == pytest.approx([0.75, 0.75])
 
 
 def test_absent_class_is_left_out_of_the_mean():
@@ -37,11 +38,14 @@ def test_bad_label_values_are_named():
 def test_evaluate_restores_training_mode_and_scores():
     class Fixed(torch.nn.Module):
         def forward(self, x):  # class 1 where the first channel is positive
+            self.modes.append(self.training)
             return torch.cat([-x[:, :1], x[:, :1]], dim=1)
 
     model = Fixed().train()
+    model.modes = []
     image = torch.tensor([[[[1.0, -1.0]]]]).expand(1, 3, 1, 2)
     cm = evaluate(model, [{"image": image, "label": torch.tensor([[[1, 1]]])}], 2)
+    assert model.modes == [False]  # evaluated in eval mode (BatchNorm's running statistics, no dropout)
     assert model.training
     assert cm.matrix.tolist() == [[0, 0], [1, 1]]
 

@@ -38,7 +38,7 @@ from PIL import Image
 import cli_errors
 import datapipe
 from datapipe import cityscapes, isic
-from datapipe.files import PREPARED_MARK, UNFINISHED_MARK, find_root, read_image, read_label_png
+from datapipe.files import PREPARED_MARK, UNFINISHED_MARK, FileDataset, find_root, read_image, read_label_png
 
 try:  # numpy ≥ 2 moved the pickling helpers to numpy._core
     from numpy._core import multiarray as _multiarray
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover
     from numpy.core import numeric as _numeric
 
 ISIC_SIZE = 248
-MASK_THRESHOLD = 127  # mask pixels above this value after area resizing are lesion
+MASK_THRESHOLD = 127  # mask pixels at or above this value after area resizing are lesion (the authors' >= 127)
 
 
 class DataCommandError(click.ClickException):
@@ -75,11 +75,17 @@ def cityscapes_jobs(src: Path, dst: Path) -> list[tuple[Path, Path, Path, Path]]
     return jobs
 
 
+def check_source(module, image_in: Path, label_in: Path) -> None:
+    """The dataset's one-line error for a bad source label (values outside the dataset's, size ≠ its image's),
+    before anything is made from it: a prepared copy must not hide a bad download."""
+    FileDataset([label_in.stem], [image_in], [label_in], len(module.CLASS_NAMES), module.LABEL_MAP,
+                fix=module.LABEL_FIX).load_label(0)
+
+
 def prepare_cityscapes_sample(job) -> None:
     image_in, label_in, image_out, label_out = job
+    check_source(cityscapes, image_in, label_in)
     label = read_label_png(label_in)
-    if label.max() > 255:
-        raise datapipe.DataError(f"label {label_in}: values above 255; expected *_gtFine_labelIds.png")
     write_png(cityscapes.half_resolution_label(label.astype(np.uint8)), label_out)
     write_png(cityscapes.half_resolution_image(read_image(image_in)), image_out)  # the image last: it marks done
 
@@ -99,11 +105,12 @@ def resize_isic(image: np.ndarray, mask: np.ndarray, size: int = ISIC_SIZE) -> t
     """Area-resize to size×size; the mask (0/255) is resized the same way and thresholded at 127 → 0/255."""
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_AREA)
-    return image, np.where(mask > MASK_THRESHOLD, 255, 0).astype(np.uint8)
+    return image, np.where(mask >= MASK_THRESHOLD, 255, 0).astype(np.uint8)
 
 
 def prepare_isic_sample(job) -> None:
     image_in, mask_in, image_out, mask_out = job
+    check_source(isic, image_in, mask_in)
     image, mask = resize_isic(read_image(image_in), read_label_png(mask_in))
     write_png(mask, mask_out)
     write_png(image, image_out)
@@ -115,7 +122,7 @@ PREPARERS = {
                     "labels": "2×2 majority vote of labelIds, ties to the lower labelId"}),
     "isic2017": (isic, isic_jobs, prepare_isic_sample, "_248",
                  {"size": [ISIC_SIZE, ISIC_SIZE], "images": "cv2.INTER_AREA",
-                  "masks": f"cv2.INTER_AREA, then > {MASK_THRESHOLD} → 255 else 0"}),
+                  "masks": f"cv2.INTER_AREA, then >= {MASK_THRESHOLD} → 255 else 0"}),
 }
 
 
@@ -145,8 +152,11 @@ def load_numpy_pickle(path: Path):
         return NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except FileNotFoundError:
         raise DataCommandError(f"{path} not found; pass the authors' split_0.pkl") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise DataCommandError(f"cannot read {path}: {' '.join(str(err).split())}") from None
+    except OSError as err:
+        raise DataCommandError(f"cannot read {path} ({err.strerror}); pass the authors' split_0.pkl") from None
+    except Exception as err:  # noqa: BLE001 (a damaged pickle fails in many ways; only numpy arrays are ever built)
+        raise DataCommandError(f"cannot read {path}: {' '.join(str(err).split()) or type(err).__name__}; pass the "
+                               f"authors' split_0.pkl") from None
 
 
 def order_from_permutation(perm, names: list[str], source: str) -> list[str]:
@@ -216,6 +226,9 @@ def prepare(dataset, data_dir, out_dir, workers):
         if (dst / PREPARED_MARK).is_file():
             click.echo(f"{dst} is already prepared ({PREPARED_MARK} exists)")
             return
+        if (src / PREPARED_MARK).is_file():
+            raise DataCommandError(f"{src} is itself a prepared copy ({PREPARED_MARK} exists); train on it as it "
+                                   f"is, or pass the original download as --data-dir")
         jobs = make_jobs(src, dst)
         dst.mkdir(parents=True, exist_ok=True)
         (dst / UNFINISHED_MARK).write_text(json.dumps({"dataset": dataset, "source": str(src)}) + "\n")
@@ -276,7 +289,7 @@ def splits(pickle_path, train_list, out, overwrite):
         if out.resolve() == given.resolve():
             raise DataCommandError(f"--out {out} is {option} itself; choose another file for the order")
     try:
-        names = [line.split()[0] for line in train_list.read_text().splitlines() if line.strip()]
+        names = [line.split()[0] for line in train_list.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except UnicodeDecodeError:
         raise DataCommandError(f"training list {train_list} is not a text file; pass train_aug.txt "
                                f"(one name per line)") from None

@@ -73,9 +73,10 @@ def split_files(root: Path, split: str) -> tuple[list[str], list[Path], list[Pat
 
 def dataset(root: Path, split: str) -> FileDataset:
     ids, images, labels = split_files(root, split)
-    return FileDataset(ids, images, labels, len(CLASS_NAMES), LABEL_MAP,
-                       fix="Cityscapes labelIds are 0–33 (use the *_gtFine_labelIds.png files, not color or "
-                           "instanceIds)")
+    return FileDataset(ids, images, labels, len(CLASS_NAMES), LABEL_MAP, fix=LABEL_FIX)
+
+
+LABEL_FIX = "Cityscapes labelIds are 0–33 (use the *_gtFine_labelIds.png files, not color or instanceIds)"
 
 
 def half_resolution_label(label_ids: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -56,11 +57,11 @@ def read_idx(path: Path) -> np.ndarray:
     """An IDX file (``.gz`` or not) as a uint8 array: (N, 28, 28) images or (N,) labels."""
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"cannot read {path} ({err}); download the Fashion-MNIST files again") from None
-    magic, ndim = int.from_bytes(data[:4], "big"), data[3]
-    if len(data) < 8 or magic >> 8 != 0x08 or ndim not in (1, 3):
+    if len(data) < 8 or int.from_bytes(data[:4], "big") >> 8 != 0x08 or data[3] not in (1, 3):
         raise DataError(f"{path} is not an IDX file of uint8 data; download the Fashion-MNIST files again")
+    ndim = data[3]
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):

@@ -77,9 +77,11 @@ def split_dataset(root: Path, split: str) -> FileDataset | None:
     ids = [p.stem for p in images]
     masks = [mask_dir / f"{i}{MASK_SUFFIX}.png" for i in ids]
     check_files_exist(masks, "isic2017", "mask", f"expected {mask_dir.name}/<id>{MASK_SUFFIX}.png for every image")
-    return FileDataset(ids, images, masks, len(CLASS_NAMES), LABEL_MAP,
-                       fix="ISIC masks are 0 (background) and 255 (lesion); resized masks must be thresholded "
-                           "(python prepare_data.py prepare isic2017)")
+    return FileDataset(ids, images, masks, len(CLASS_NAMES), LABEL_MAP, fix=LABEL_FIX)
+
+
+LABEL_FIX = ("ISIC masks are 0 (background) and 255 (lesion); resized masks must be thresholded "
+             "(python prepare_data.py prepare isic2017)")
 
 
 @register_dataset("isic2017")

@@ -241,6 +241,9 @@ def test_folder_without_val_needs_n_val(tmp_path):
     root = make_folder(tmp_path / "mine", val=False)
     args = ["--dataset", "folder", "--data-dir", str(root), "--num-classes", "3", "--ignore-index", "9"]
     fails_one_line([*args, "--out-dir", str(tmp_path / "a")], "no validation set")
+    (root / "val").mkdir()  # a val/ folder without images/ inside: refused, not silently ignored
+    fails_one_line([*args, "--out-dir", str(tmp_path / "a")], f"{root / 'val' / 'images'} not found")
+    (root / "val").rmdir()
     final = train_ok(tmp_path, [*args, "--n-val", "1", "--n-sup", "2"])
     assert final["eval_set"] == "held_out" and "test_miou" not in final
 
@@ -481,7 +484,30 @@ def test_prepare_isic_resizes_and_thresholds(tmp_path):
                      [255, 0, 0, 0],
                      [255, 0, 0, 0]], np.uint8)  # 2×2 blocks hold 1, 3, 2 and 0 lesion pixels
     _, small = prepare_data.resize_isic(np.zeros((4, 4, 3), np.uint8), mask, size=2)
-    np.testing.assert_array_equal(small, [[0, 255], [255, 0]])  # area means 64, 191, 128 (> 127), 0
+    np.testing.assert_array_equal(small, [[0, 255], [255, 0]])  # area means 64, 191, 128 (≥ 127), 0
+    _, same = prepare_data.resize_isic(np.zeros((2, 2, 3), np.uint8), np.array([[127, 126], [0, 255]], np.uint8), 2)
+    np.testing.assert_array_equal(same, [[255, 0], [0, 255]])  # 127 is lesion, as the authors' ">= 127"
+
+
+@pytest.mark.parametrize("bad", ["values", "size"])
+def test_prepare_checks_source_masks_and_refuses_a_prepared_copy(tmp_path, bad):
+    src = make_isic(tmp_path / "isic", h=60, w=80, counts=(("Training", 2), ("Validation", 1)))
+    mask_path = sorted((src / "ISIC-2017_Training_Part1_GroundTruth").glob("*.png"))[0]
+    mask = np.array(Image.open(mask_path))
+    broken = (mask // 255).astype(np.uint8) if bad == "values" else mask[:-2]  # 0/1 values; 2 rows short
+    Image.fromarray(broken).save(mask_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(prepare_data.main, ["prepare", "isic2017", "--data-dir", str(src), "--out-dir",
+                                                    str(out)])
+    assert result.exit_code != 0 and str(mask_path) in result.output and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()  # the count, the progress bar, then the error on one line
+    assert len(lines) <= 3 and lines[-1].startswith("Error: label ") and str(mask_path) in lines[-1], lines
+    assert not (out / "prepared.json").exists()
+    Image.fromarray(mask).save(mask_path)  # repaired: the copy is made; preparing the copy itself is refused
+    assert CliRunner().invoke(prepare_data.main, ["prepare", "isic2017", "--data-dir", str(src), "--out-dir",
+                                                  str(out)]).exit_code == 0
+    again = CliRunner().invoke(prepare_data.main, ["prepare", "isic2017", "--data-dir", str(out)])
+    assert again.exit_code != 0 and "itself a prepared copy" in again.output
 
 
 def test_check_lists_every_bad_file(tmp_path):
@@ -589,6 +615,10 @@ def test_fashion_idx_reader_rejects_bad_files(tmp_path):
         fashion_canvas.read_idx(tmp_path / "bad")
     (tmp_path / "good").write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 9]))
     np.testing.assert_array_equal(fashion_canvas.read_idx(tmp_path / "good"), [1, 2, 9])
+    for name, content in (("empty", b""), ("short", b"\x00\x00"), ("corrupt.gz", b"\x1f\x8b\x08\x00" + bytes(20))):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(datapipe.DataError, match=name.replace(".", r"\.")):
+            fashion_canvas.read_idx(tmp_path / name)
 
 
 # ----------------------------------------------------------------------------- splits: bad input, files kept
@@ -619,9 +649,17 @@ def test_splits_command_keeps_existing_files_and_refuses_bad_input(tmp_path):
                  "holds 2 indices but the training list has 3 names")
     splits_fails([tmp_path / "split_0.pkl", "--train-list", tmp_path / "binary.txt", "--out", tmp_path / "o.txt"],
                  "is not a text file; pass train_aug.txt")
+    for damaged in (b"\x80\x04garbage", pickle.dumps(np.array([2, 0, 1]))[:-5], b"\x80\x02X\x01\x00\x00\x00"):
+        (tmp_path / "damaged.pkl").write_bytes(damaged)
+        splits_fails([tmp_path / "damaged.pkl", "--train-list", train_list, "--out", tmp_path / "o.txt"],
+                     "cannot read")
     assert train_list.read_text() == "\n".join(names) + "\n" and (tmp_path / "mine.txt").read_text() == "my own order\n"
     assert not (tmp_path / "o.txt").exists()
     result = CliRunner().invoke(prepare_data.main, ["splits", *map(str, args), str(tmp_path / "mine.txt"),
                                                     "--overwrite"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "mine.txt").read_text().split() == [names[2], names[0], names[1]]
+    train_list.write_bytes(("\ufeff" + "\r\n".join(names) + "\r\n").encode())  # a Windows editor's BOM and CRLF
+    result = CliRunner().invoke(prepare_data.main, ["splits", *map(str, args), str(tmp_path / "bom.txt")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bom.txt").read_text().split() == [names[2], names[0], names[1]]

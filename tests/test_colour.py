@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from test_regularizers import CONF, ContextTeacher, FixedMasks, Recorder, mixing_inputs, trained_tiny_net
 from test_train import TINY, run
 
@@ -73,6 +74,17 @@ def test_operations_by_hand():
     b = apply_colour(image, [("contrast", 0.0), ("brightness", 2.0)], False)
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(apply_colour(image, [], False), image)
+
+
+def test_hue_shift_is_torchvisions():
+    image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    image[:4] = [[255, 0, 0], [0, 0, 0], [255, 255, 255], [10, 200, 30]][0]  # saturated and flat pixels too
+    image[4:8, :, :] = 128  # grey: no hue
+    x = torch.from_numpy(image).permute(2, 0, 1)
+    for factor in (-0.5, -0.1, 0.03, 0.25, 0.5):
+        ours = apply_colour(image, [("hue", factor)], False).astype(int)
+        theirs = TF.adjust_hue(x, factor).permute(1, 2, 0).numpy().astype(int)
+        assert np.abs(ours - theirs).max() <= 1 and (ours != theirs).mean() < 1e-3, factor
 
 
 def test_seeded_and_validated():

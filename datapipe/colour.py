@@ -6,8 +6,8 @@ an unlabelled image is colour-augmented, the teacher's is not. The augmentation 
 uniformly from [max(0, 1 − b), 1 + b], [max(0, 1 − c), 1 + c], [max(0, 1 − s), 1 + s] and [−h, h], applied in
 a random order, as torchvision's ``ColorJitter`` does — then greyscale with probability ``greyscale_prob``.
 The image operations are torchvision's (the hue shift: the same operation through OpenCV's HSV conversion,
-15× faster and within one grey level of torchvision's); the draws come from the view's own numpy
-generator, so a seed fixes them whatever the number of loader workers.
+about 9× faster and within one grey level of torchvision's; ``benchmarks/bench_colour.py``); the draws
+come from the view's own numpy generator, so a seed fixes them whatever the number of loader workers.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class ColourJitter:
 def adjust_hue(image: torch.Tensor, hue_factor: float) -> torch.Tensor:
     """torchvision's ``adjust_hue`` of a (3, H, W) uint8 image: the hue turned by ``hue_factor`` of the circle
     in HSV space, the result scaled back to uint8 as torchvision does (× 255.999, truncated); computed with
-    OpenCV's float HSV conversion (torchvision's pure-torch one is 15× slower on a CPU)."""
+    OpenCV's float HSV conversion (torchvision's pure-torch one is about 9× slower on a CPU)."""
     rgb = image.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # H in degrees
     hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * hue_factor, 360.0)

@@ -119,6 +119,16 @@ def test_mask_benchmark_compares_equal_masks():
     assert "| cow, matrix products |" in result.output and "| classmix, per image |" in result.output
 
 
+def test_colour_benchmark_compares_the_hue_shifts():
+    from click.testing import CliRunner
+
+    from benchmarks import bench_colour
+
+    result = CliRunner().invoke(bench_colour.main, ["--height", "9", "--width", "13", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    assert "| hue shift, torchvision |" in result.output and "| whole jitter (ours) |" in result.output
+
+
 def test_toy2d_fidelity_runs_the_chosen_dataset_and_checks_targets(tmp_path):
     c = np.arange(128) + 0.5
     disk = np.hypot(*np.meshgrid(c - 64, c - 64)) < 50  # survives the 35 px gap erosion on both sides

@@ -10,7 +10,6 @@ with every operation on (jitter probability 1, no greyscale).
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import click
@@ -19,7 +18,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 import cli_errors
-from benchmarks.bench_architectures import cpu_model
+from benchmarks.machine import print_median_table
 from datapipe.colour import ColourJitter, adjust_hue
 
 
@@ -46,11 +45,7 @@ def main(height, width, repeats):
         t0 = time.perf_counter()
         jitter(crop, rng)
         times["whole jitter (ours)"].append(time.perf_counter() - t0)
-    print(f"Machine: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; crops of "
-          f"{height}×{width}; medians of {repeats} repeats\n")
-    print("| operation | ms per crop (median) |\n|---|---:|")
-    for name, values in times.items():
-        print(f"| {name} | {1e3 * statistics.median(values):.2f} |")
+    print_median_table(f"crops of {height}×{width}", "operation", "crop", times)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ here on every repeat); the two ways alternate, medians over the repeats, one pro
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import click
@@ -20,7 +19,7 @@ from scipy.ndimage import gaussian_filter
 
 import cli_errors
 import regularizers.cow_masks as cow_masks
-from benchmarks.bench_architectures import cpu_model
+from benchmarks.machine import print_median_table
 from regularizers.classmix import choose_classes, class_mix_masks
 
 
@@ -64,11 +63,7 @@ def main(batch, size, repeats):
             times[key].append(time.perf_counter() - t0)
         assert torch.equal(*(masks[key] for _, key in class_mixes)), "ClassMix masks differ"
     cow_masks.gaussian_blur = fast_blur
-    print(f"Machine: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; {batch} masks of "
-          f"{size}×{size}, σ 4–16 px; medians of {repeats} repeats\n")
-    print("| masks | ms per batch (median) |\n|---|---:|")
-    for key, values in times.items():
-        print(f"| {key} | {1e3 * statistics.median(values):.2f} |")
+    print_median_table(f"{batch} masks of {size}×{size}, σ 4–16 px", "masks", "batch", times)
 
 
 if __name__ == "__main__":

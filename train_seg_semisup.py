@@ -101,7 +101,7 @@ GLOBAL_DEFAULTS = {
     "aug_centre_small": False,  # an image smaller than the crop sits in its centre (the authors' padding)
     "aug_reflect_border": False,  # view pixels outside the image mirrored in (still invalid; the authors' ISIC)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
-    "aug_strong_colour": False,  # MoCo colour augmentation of the student's unlabelled view (authors' later release)
+    "aug_strong_colour": False,  # MoCo v2 colour augmentation of the student's unlabelled view (authors' later release)
     "aug_colour_brightness": 0.4,
     "aug_colour_contrast": 0.4,
     "aug_colour_saturation": 0.4,
@@ -1032,7 +1032,7 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
       "[recipe: on for isic2017, else off]")
 @flag("aug-centre-small", "aug_centre_small", "an image (scaled) smaller than the crop sits in the crop's centre "
       "instead of at a random position (the authors' central padding) [recipe: on for pascal_aug/pascal, else off]")
-@flag("aug-strong-colour", "aug_strong_colour", "colour-augment the student's view of unlabelled images (MoCo's "
+@flag("aug-strong-colour", "aug_strong_colour", "colour-augment the student's view of unlabelled images (MoCo v2's "
       "colour jitter, then greyscale), not the teacher's: the authors' later release, beyond the paper [off]",
       "aug_strong_colour")
 @option("--aug-colour-brightness", "--aug_colour_brightness", "aug_colour_brightness", type=click.FloatRange(min=0),

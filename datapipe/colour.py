@@ -1,13 +1,14 @@
 """Strong colour augmentation of the student's unlabelled view (beyond the BMVC paper).
 
 The authors' later release added it to every regularizer (``--aug_strong_colour``): the student's view of
-an unlabelled image is colour-augmented, the teacher's is not. The augmentation is MoCo's (He et al.
-2020): with probability ``prob`` a colour jitter — brightness, contrast, saturation and hue factors drawn
-uniformly from [max(0, 1 − b), 1 + b], [max(0, 1 − c), 1 + c], [max(0, 1 − s), 1 + s] and [−h, h], applied in
-a random order, as torchvision's ``ColorJitter`` does — then greyscale with probability ``greyscale_prob``.
-The image operations are torchvision's (the hue shift: the same operation through OpenCV's HSV conversion,
-about 9× faster and within one grey level of torchvision's; ``benchmarks/bench_colour.py``); the draws
-come from the view's own numpy generator, so a seed fixes them whatever the number of loader workers.
+an unlabelled image is colour-augmented, the teacher's is not. The augmentation is MoCo v2's (Chen et al.
+2020; the authors credit MoCo): with probability ``prob`` a colour jitter — brightness, contrast,
+saturation and hue factors drawn uniformly from [max(0, 1 − b), 1 + b], [max(0, 1 − c), 1 + c],
+[max(0, 1 − s), 1 + s] and [−h, h], applied in a random order, as torchvision's ``ColorJitter`` does —
+then greyscale with probability ``greyscale_prob``. The image operations are torchvision's (the hue shift:
+the same operation through OpenCV's HSV conversion, about 9× faster and within one grey level of
+torchvision's; ``benchmarks/bench_colour.py``); the draws come from the view's own numpy generator, so a
+seed fixes them whatever the number of loader workers.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ OPERATIONS = ("brightness", "contrast", "saturation", "hue")
 
 @dataclass(frozen=True)
 class ColourJitter:
-    """MoCo's colour augmentation with the authors' defaults (``--aug-colour-*`` options)."""
+    """MoCo v2's colour augmentation with the authors' defaults (``--aug-colour-*`` options)."""
 
     brightness: float = 0.4
     contrast: float = 0.4
@@ -57,9 +58,7 @@ class ColourJitter:
         order = rng.permutation(len(OPERATIONS))
         factors = {name: float(rng.uniform(low, high)) for name, (low, high) in self.ranges().items()}
         grey = bool(rng.random() < self.greyscale_prob)
-        strengths = {"brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation,
-                     "hue": self.hue}
-        steps = [(OPERATIONS[i], factors[OPERATIONS[i]]) for i in order if strengths[OPERATIONS[i]] > 0]
+        steps = [(OPERATIONS[i], factors[OPERATIONS[i]]) for i in order if getattr(self, OPERATIONS[i]) > 0]
         return (steps if jitter else []), grey
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

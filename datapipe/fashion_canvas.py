@@ -62,6 +62,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 8 or int.from_bytes(data[:4], "big") >> 8 != 0x08 or data[3] not in (1, 3):
         raise DataError(f"{path} is not an IDX file of uint8 data; download the Fashion-MNIST files again")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path} is truncated inside its header; download the Fashion-MNIST files again")
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):

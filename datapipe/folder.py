@@ -26,7 +26,8 @@ RECIPE = {"crop_size": (256, 256), "aug_hflip": True, "eval_batch_size": 1}
 def labelled_images(folder: Path, num_classes: int, ignore_index: int, required: bool) -> FileDataset | None:
     image_dir, label_dir = folder / "images", folder / "labels"
     if not image_dir.is_dir():
-        if not required and not folder.exists():
+        # an optional val/ or test/ is skipped unless it holds labels/ or images: then its layout is wrong
+        if not required and not (label_dir.is_dir() or (folder.is_dir() and list_images(folder))):
             return None
         raise DataError(f"folder: {image_dir} not found; expected {LAYOUT} under {folder}")
     images = list_images(image_dir)

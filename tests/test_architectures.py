@@ -243,6 +243,15 @@ def test_caffe_state_dict_is_refused(nets, tmp_path):
     assert "\n" not in str(e.value) and "Caffe" in str(e.value) and "--no-pretrained" in str(e.value)
 
 
+def test_dense_unet_min_input_is_the_smallest_size_that_runs(nets):
+    net = nets("densenet161_unet").eval()
+    assert net.min_input == 29
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 29, 40)).shape[-2:] == (29, 40)
+        with pytest.raises(RuntimeError):
+            net(torch.randn(1, 3, 28, 40))
+
+
 def test_too_small_crop_for_the_dense_unet_is_one_line(tmp_path):
     from click.testing import CliRunner
 

@@ -78,7 +78,7 @@ def test_operations_by_hand():
 
 def test_hue_shift_is_torchvisions():
     image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    image[:4] = [[255, 0, 0], [0, 0, 0], [255, 255, 255], [10, 200, 30]][0]  # saturated and flat pixels too
+    image[:4] = np.array([[255, 0, 0], [0, 0, 0], [255, 255, 255], [10, 200, 30]], np.uint8)[:, None]  # row by row
     image[4:8, :, :] = 128  # grey: no hue
     x = torch.from_numpy(image).permute(2, 0, 1)
     for factor in (-0.5, -0.1, 0.03, 0.25, 0.5):

@@ -241,8 +241,11 @@ def test_folder_without_val_needs_n_val(tmp_path):
     root = make_folder(tmp_path / "mine", val=False)
     args = ["--dataset", "folder", "--data-dir", str(root), "--num-classes", "3", "--ignore-index", "9"]
     fails_one_line([*args, "--out-dir", str(tmp_path / "a")], "no validation set")
-    (root / "val").mkdir()  # a val/ folder without images/ inside: refused, not silently ignored
+    (root / "val").mkdir()  # an empty leftover val/ is still no validation set
+    fails_one_line([*args, "--out-dir", str(tmp_path / "a")], "no validation set")
+    write_image(root / "val" / "v0.png", 36, 40, 20)  # images put straight into val/: refused, not ignored
     fails_one_line([*args, "--out-dir", str(tmp_path / "a")], f"{root / 'val' / 'images'} not found")
+    (root / "val" / "v0.png").unlink()
     (root / "val").rmdir()
     final = train_ok(tmp_path, [*args, "--n-val", "1", "--n-sup", "2"])
     assert final["eval_set"] == "held_out" and "test_miou" not in final
@@ -615,7 +618,9 @@ def test_fashion_idx_reader_rejects_bad_files(tmp_path):
         fashion_canvas.read_idx(tmp_path / "bad")
     (tmp_path / "good").write_bytes(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 9]))
     np.testing.assert_array_equal(fashion_canvas.read_idx(tmp_path / "good"), [1, 2, 9])
-    for name, content in (("empty", b""), ("short", b"\x00\x00"), ("corrupt.gz", b"\x1f\x8b\x08\x00" + bytes(20))):
+    header_cut = b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + b"\x00\x00"  # 3-D, cut inside its shape
+    for name, content in (("empty", b""), ("short", b"\x00\x00"), ("corrupt.gz", b"\x1f\x8b\x08\x00" + bytes(20)),
+                          ("header_cut", header_cut)):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(datapipe.DataError, match=name.replace(".", r"\.")):
             fashion_canvas.read_idx(tmp_path / name)

@@ -48,6 +48,11 @@ import datapipe
 import evaluation
 import regularizers
 
+# --aug-colour-* option → ColourJitter field (the authors' values are ColourJitter's defaults)
+COLOUR_OPTIONS = {"aug_colour_brightness": "brightness", "aug_colour_contrast": "contrast",
+                  "aug_colour_saturation": "saturation", "aug_colour_hue": "hue", "aug_colour_prob": "prob",
+                  "aug_colour_greyscale_prob": "greyscale_prob"}
+
 GLOBAL_DEFAULTS = {
     "dataset": "synthetic",
     "arch": "unet_small",
@@ -102,12 +107,7 @@ GLOBAL_DEFAULTS = {
     "aug_reflect_border": False,  # view pixels outside the image mirrored in (still invalid; the authors' ISIC)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
     "aug_strong_colour": False,  # MoCo v2 colour augmentation of the student's unlabelled view (authors' later release)
-    "aug_colour_brightness": 0.4,
-    "aug_colour_contrast": 0.4,
-    "aug_colour_saturation": 0.4,
-    "aug_colour_hue": 0.1,
-    "aug_colour_prob": 0.8,  # probability of the colour jitter
-    "aug_colour_greyscale_prob": 0.2,
+    # --aug-colour-*: ColourJitter's own defaults (added below, from COLOUR_OPTIONS)
     "ict_alpha": 0.1,
     "ict_mix_confidences": False,  # ict: confidence = λ-mix of the two confidences (the authors' script)
     "vat_radius": 1.0,
@@ -140,6 +140,7 @@ GLOBAL_DEFAULTS = {
     "save_preds": False,
     "processes": 1,  # not an option: torchrun's process count (WORLD_SIZE), recorded for --resume
 }
+GLOBAL_DEFAULTS.update({key: getattr(datapipe.ColourJitter, field) for key, field in COLOUR_OPTIONS.items()})
 
 
 class ConfigError(click.ClickException):
@@ -277,9 +278,6 @@ def aug_params(cfg: dict) -> datapipe.AugParams:
                               reflect_border=cfg["aug_reflect_border"])
 
 
-COLOUR_OPTIONS = {"aug_colour_brightness": "brightness", "aug_colour_contrast": "contrast",
-                  "aug_colour_saturation": "saturation", "aug_colour_hue": "hue", "aug_colour_prob": "prob",
-                  "aug_colour_greyscale_prob": "greyscale_prob"}
 
 
 def colour_jitter(cfg: dict) -> datapipe.ColourJitter | None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import click
 
 import cli_errors
+import regularizers
 from benchmarks.synthetic_semisup import reuse_conflicts, run_one, settings_from_args
 
 # cell -> (--reg, extra options); the order is the table's
@@ -112,7 +113,9 @@ def main(cells, seeds, threads, jobs, out_dir, reuse, extra):
         out = out_dir / f"{cell}-s{seed}"
         args = [*options, *extra]
         if reuse and (out / "final.json").is_file():
-            wanted = {"dataset": "synthetic", "reg": reg, "seed": seed, "threads": threads, **settings_from_args(args)}
+            # with the regularizer's defaults: a "no mask" run is not reused as a CutMix run
+            wanted = {**regularizers.regularizer_defaults(reg), "dataset": "synthetic", "reg": reg, "seed": seed,
+                      "threads": threads, **settings_from_args(args)}
             conflicts = reuse_conflicts(out, wanted)
             if conflicts:
                 raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another "

@@ -224,3 +224,46 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
                                                          "--out-dir", str(tmp_path), "--reuse", "--",
                                                          "--cons-loss", "var"])
     assert result.exit_code == 0 and "reusing" in result.output, result.output
+
+
+def test_mask_vs_loss_table_and_contrasts_by_hand():
+    from benchmarks import mask_vs_loss
+
+    def finals(*mious):
+        return [{"miou": m / 100, "seconds": 60.0} for m in mious]
+
+    results = {"none": finals(50, 60), "cutmix-var": finals(70, 65), "nomask-var": finals(52, 65),
+               "cutmix-pseudo_ce": finals(71, 64)}
+    table = mask_vs_loss.markdown(results, [0, 1])
+    assert ("| cutmix-var | `--reg=cutmix --cons-loss=var` | 70.00 | 65.00 | 67.50 ± 3.54 | +20.00, +5.00 | +12.50 |"
+            in table)
+    # the mask with var: +18 and a tie (a tie is not "ahead"); the loss with CutMix: +1, -1
+    assert "| the mask, with var (cutmix-var − nomask-var) | +18.00, +0.00 | +9.00 | 1 of 2 seeds |" in table
+    assert "(cutmix-pseudo_ce − cutmix-var) | +1.00, -1.00 | +0.00 | 1 of 2 seeds |" in table
+    assert "nomask-pseudo_ce −" not in table  # a contrast needs both of its cells
+
+
+def test_mask_vs_loss_reuses_only_its_own_cell_and_names_bad_cells(tmp_path):
+    from benchmarks import mask_vs_loss
+
+    # a "no mask" run sitting where the CutMix run belongs is refused, not reused as CutMix
+    out = tmp_path / "cutmix-var-s0"
+    out.mkdir()
+    (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
+    (out / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "cutmix", "seed": 0, "threads": 1,
+                                                 "cons_weight": 1.0, "cons_loss": "var", "mask_prop_range": "0"}))
+    result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix-var", "--seeds", "0", "--out-dir",
+                                                    str(tmp_path), "--reuse"])
+    assert result.exit_code == 1 and "mask_prop_range=0 (this invocation: 0.5)" in result.output, result.output
+    (out / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "cutmix", "seed": 0, "threads": 1,
+                                                 "cons_weight": 1.0, "cons_loss": "var", "mask_prop_range": "0.5"}))
+    result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix-var", "--seeds", "0", "--out-dir",
+                                                    str(tmp_path), "--reuse"])
+    assert result.exit_code == 0 and "reusing" in result.output, result.output
+    assert json.loads((tmp_path / "results.json").read_text())["cells"]["cutmix-var"] == [
+        {"seed": 0, "miou": 0.5, "seconds": 1.0}]
+
+    result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix,none", "--out-dir", str(tmp_path / "x")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "unknown cell(s) cutmix" in lines[0], result.output
+    assert not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ import regularizers
 from datapipe.loaders import PairedViews
 from datapipe.transforms import AugParams, warp
 from regularizers.aug import AugConsistency, warp_to_student, warped_validity
-from regularizers.box_mixing import CutMix, Cutout
+from regularizers.box_mixing import CutMix, Cutout, box_mask_generator
 from regularizers.classmix import ClassMix, choose_classes, class_mix_masks
 from regularizers.cow_masks import (
     CowMaskGenerator,
@@ -502,6 +502,21 @@ def test_cutmix_takes_box_pixels_from_the_partner_and_mixes_teacher_logits(cls):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert stats["conf_frac"].item() == pytest.approx(conf_frac.item())
     assert stats["mask_mean"].item() == pytest.approx(masks.mean())
+
+
+@pytest.mark.parametrize("loss_kind", ["var", "pseudo_ce"])
+def test_cutmix_with_a_box_of_area_zero_is_plain_consistency(loss_kind):
+    """benchmarks/mask_vs_loss's "no mask" cell: --reg cutmix --mask-prop-range 0 gives the student the
+    unlabelled images themselves and the teacher's prediction on them as the target, bit for bit."""
+    x_a, x_b, v_a, v_b, _ = mixing_inputs()
+    student, teacher = Recorder(seed=1), ContextTeacher()
+    generator = box_mask_generator(mask_prop_range="0")
+    reg = CutMix(ConsistencyLoss(loss_kind, conf_thresh=CONF), np.random.default_rng(0), generator)
+    loss, stats = reg(student, teacher, {"image": x_a, "valid": v_a}, {"image": x_b, "valid": v_b})
+    assert torch.equal(student.last, x_a) and stats["mask_mean"].item() == 0.0
+    with torch.no_grad():
+        expected, _ = ConsistencyLoss(loss_kind, conf_thresh=CONF)(student(x_a), F.softmax(teacher(x_a), 1), v_a)
+    assert loss.item() == expected.item()
 
 
 @pytest.mark.parametrize("cls", [Cutout, CowOut])

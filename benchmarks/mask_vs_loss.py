@@ -17,7 +17,7 @@ per cell. The mask's effect is CutMix − no mask under the same loss; the loss'
 
     python -m benchmarks.mask_vs_loss --jobs 2 --out-dir runs/mask_vs_loss           # 15 runs (~2 h on 2 cores)
     python -m benchmarks.mask_vs_loss --jobs 2 --out-dir runs/mask_vs_loss --reuse   # keep finished runs
-    python -m benchmarks.mask_vs_loss --seeds 0 --out-dir runs/mvl-smoke --iters 20  # smoke test
+    python -m benchmarks.mask_vs_loss --seeds 0 --out-dir runs/mvl-smoke -- --iters 20  # smoke test
 
 Writes ``OUT/<cell>-s<seed>/`` (each a training run), ``OUT/<cell>-s<seed>.log``, ``OUT/table.md`` and
 ``OUT/results.json``.
@@ -86,16 +86,16 @@ def markdown(results: dict[str, list[dict]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-@click.command(cls=cli_errors.Command, context_settings={"ignore_unknown_options": True})
+@click.command(cls=cli_errors.Command)
 @click.option("--cells", default=",".join(CELLS), show_default=True, help="comma-separated cells to run")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at once")
 @click.option("--out-dir", default="runs/mask_vs_loss", show_default=True, type=click.Path(file_okay=False))
 @click.option("--reuse/--no-reuse", default=False, help="keep runs that finished with the same settings")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@click.argument("extra", nargs=-1)
 def main(cells, seeds, threads, jobs, out_dir, reuse, extra):
-    """Run the protocol above; EXTRA arguments go to every training run (e.g. --iters 20 for a smoke test)."""
+    """Run the protocol above; EXTRA arguments, after --, go to every training run (e.g. -- --iters 20)."""
     cells = [c.strip() for c in cells.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
     if unknown:

@@ -62,6 +62,8 @@ GLOBAL_DEFAULTS = {
     "n_val": 0,
     "split_seed": None,  # None: --seed
     "split_file": None,  # text list of training images matched by id; the first --n-sup are labelled
+    "authors_split": False,  # draw the split with the authors' RandomState permutations
+    "val_seed": None,  # --authors-split with --n-val: seed of the hold-out (None: the authors' 131)
     "iters": 40000,  # the paper: 40 epochs × 1000 iterations
     "eval_every": 1000,
     "batch_size": 10,
@@ -218,6 +220,12 @@ def resolve_config(given: dict) -> dict:
     if cfg["aug_hvflip"] and crop is not None and crop[0] != crop[1]:
         raise ConfigError(f"--aug-hvflip transposes the crop, which needs a square --crop-size (got "
                           f"{crop[0]},{crop[1]}); drop --aug-hvflip or give a square crop")
+    if cfg["authors_split"] and cfg["split_file"] is not None:
+        raise ConfigError("--authors-split draws the split from --split-seed, but --split-file already fixes it; "
+                          "drop one of them")
+    if cfg["val_seed"] is not None and not (cfg["authors_split"] and cfg["n_val"]):
+        raise ConfigError("--val-seed orders the images --n-val holds out with --authors-split; give both of those "
+                          "or drop --val-seed")
     colour_given = [key for key in COLOUR_OPTIONS if key in given]
     if colour_given and not cfg["aug_strong_colour"]:
         raise ConfigError(f"--{colour_given[0].replace('_', '-')} sets the colour augmentation, which is off; add "
@@ -705,7 +713,11 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     torch.manual_seed(cfg["seed"])  # the global RNG initialises the weights and nothing else
 
     # data: labelled subset, unlabelled pool, held-out validation
-    if cfg["split_file"] is not None:  # lines matched to training images by id
+    if cfg["authors_split"]:  # numpy's RandomState permutations, as datapipe/datasets.py of the authors' release
+        val_seed = datapipe.AUTHORS_VAL_SEED if cfg["val_seed"] is None else cfg["val_seed"]
+        split = datapipe.authors_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"],
+                                       cfg["n_val"], val_seed)
+    elif cfg["split_file"] is not None:  # lines matched to training images by id
         ids = [bundle.train.sample_id(i) for i in range(len(bundle.train))]
         split = datapipe.split_from_file(cfg["split_file"], ids, cfg["n_sup"], cfg["n_unsup"], cfg["n_val"],
                                          cfg["split_seed"])
@@ -995,6 +1007,10 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--split-seed", "--split_seed", "split_seed", type=int, help="seed of the labelled subset [--seed]")
 @option("--split-file", "--split_path", "split_file", type=click.Path(dir_okay=False),
         help="text list of training images (ids or paths), matched by id; the first --n-sup are labelled")
+@flag("authors-split", "authors_split", "draw the labelled subset (and --n-val's hold-out) as the authors' code did, "
+      "with numpy's RandomState: their images for their seeds on Cityscapes and ISIC [off]")
+@option("--val-seed", "--val_seed", "val_seed", type=int,
+        help=f"--authors-split with --n-val: seed of the hold-out [the authors' {datapipe.AUTHORS_VAL_SEED}]")
 # schedule and batches
 @option("--iters", type=click.IntRange(min=0),
         help="training iterations; 0 = only evaluate the network as built (e.g. from --weights) [recipe; 40000]")

@@ -1,4 +1,4 @@
-"""Benchmark: does CutMix's gain come from the mask or from the loss? (SPEC §9: users ask.)
+"""Benchmark: does CutMix's gain come from the mask or from the loss? (A question users of such code ask.)
 
 THE PROTOCOL (fixed 2026-12-03 before any of its runs; the synthetic benchmark's protocol, see
 ``benchmarks/synthetic_semisup.py``: recipe defaults, 2,500 iterations, 100 labels, final teacher, seeds

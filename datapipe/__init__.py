@@ -6,10 +6,10 @@ from .files import Concat
 from .loaders import StreamSampler, eval_loader, stream_loader
 from .registry import DATASETS, build_dataset, register_dataset
 from .split_files import read_split_file, split_from_file
-from .splits import Split, random_split, split_from_order
+from .splits import AUTHORS_VAL_SEED, Split, authors_split, random_split, split_from_order
 from .transforms import AugParams, sample_matrix, warp
 
-__all__ = ["DATASETS", "AugParams", "ColourJitter", "Concat", "DataBundle", "DataError", "GeneratedDataset",
-           "SegDataset", "Split", "StreamSampler", "Subset", "build_dataset", "check_label", "eval_loader",
-           "random_split", "read_split_file", "register_dataset", "sample_matrix", "split_from_file",
-           "split_from_order", "stream_loader", "warp"]
+__all__ = ["AUTHORS_VAL_SEED", "DATASETS", "AugParams", "ColourJitter", "Concat", "DataBundle", "DataError",
+           "GeneratedDataset", "SegDataset", "Split", "StreamSampler", "Subset", "authors_split", "build_dataset",
+           "check_label", "eval_loader", "random_split", "read_split_file", "register_dataset", "sample_matrix",
+           "split_from_file", "split_from_order", "stream_loader", "warp"]

@@ -64,6 +64,30 @@ def test_random_split():
         datapipe.random_split(100, 101, 0)
 
 
+def test_authors_split_by_hand():
+    """datapipe/datasets.py of the authors' release: RandomState(12345).permutation(10) = 0 7 3 9 6 4 1 8 5 2,
+    RandomState(131).permutation(10) = 5 0 4 6 9 2 8 1 7 3, RandomState(12345).permutation(8) = 7 3 4 0 1 6 5 2."""
+    split = datapipe.authors_split(10, 3, 12345)
+    assert split.labelled.tolist() == [0, 7, 3]  # in the permutation's order
+    assert split.unlabelled.tolist() == list(range(10)) and split.held_out.tolist() == []
+    # --n-unsup: the images after the labelled ones in the permutation, never a labelled one
+    assert datapipe.authors_split(10, 3, 12345, n_unsup=4).unlabelled.tolist() == [1, 4, 6, 9]
+    # everything labelled: --n-unsup takes the first ones of the permutation
+    assert datapipe.authors_split(10, None, 12345, n_unsup=4).unlabelled.tolist() == [0, 3, 7, 9]
+    # --n-val: the last 2 of the val-seed permutation are held out; the split permutes the other 8 in that order
+    split = datapipe.authors_split(10, 3, 12345, n_val=2)
+    assert split.held_out.tolist() == [3, 7] and split.labelled.tolist() == [1, 6, 9]
+    assert split.unlabelled.tolist() == [0, 1, 2, 4, 5, 6, 8, 9]
+    assert datapipe.authors_split(10, 3, 12345, n_val=2, val_seed=5).held_out.tolist() != [3, 7]
+    assert split.labelled.tolist() != datapipe.random_split(10, 3, 12345, n_val=2).labelled.tolist()
+    with pytest.raises(datapipe.DataError, match="--n-sup 9 must be between 1 and the 8 training images"):
+        datapipe.authors_split(10, 9, 0, n_val=2)
+    with pytest.raises(datapipe.DataError, match="--n-unsup 8 must be between 1 and the 7 training images"):
+        datapipe.authors_split(10, 3, 0, n_unsup=8)
+    with pytest.raises(datapipe.DataError, match="--n-val 10 holds out every one"):
+        datapipe.authors_split(10, None, 0, n_val=10)
+
+
 def test_stream_sampler_epochs_and_restart():
     sampler = datapipe.StreamSampler(5, seed=0, stream=1)
     it = iter(sampler)

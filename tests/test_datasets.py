@@ -186,6 +186,41 @@ def test_cityscapes_maps_label_ids_to_train_ids_and_trains(tmp_path):
     train_ok(tmp_path, ["--dataset", "cityscapes", "--data-dir", str(root)])
 
 
+def test_authors_split_picks_their_images_on_cityscapes(tmp_path):
+    """The authors' Cityscapes samples are their zip's names "train/<city>/<stem>" sorted; RandomState(seed)
+    permutes those. Our training order is the same, so --authors-split labels the same images."""
+    root = tmp_path / "cityscapes"
+    stems = [("bremen", "bremen_000001_000019"), ("aachen", "aachen_000010_000019"), ("bochum", "bochum_000000_000313"),
+             ("aachen", "aachen_000002_000019"), ("zurich", "zurich_000000_000019"), ("bremen", "bremen_000000_000019")]
+    for city, stem in stems + [("lindau", "lindau_000000_000019")]:
+        split = "val" if city == "lindau" else "train"
+        write_image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", 32, 64)
+        write_label(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", stripes(32, 64, [7, 8]))
+    theirs = sorted(f"train/{city}/{stem}" for city, stem in stems)
+    perm = np.random.RandomState(23456).permutation(len(theirs))
+    expected = [theirs[i].rsplit("/", 1)[1] for i in perm[:2]]
+    with pytest.warns(UserWarning, match="not a half-resolution copy"):
+        train = datapipe.build_dataset("cityscapes", data_dir=str(root)).train
+    assert [train.sample_id(i) for i in range(len(train))] == [name.rsplit("/", 1)[1] for name in theirs]
+    train_ok(tmp_path, ["--dataset", "cityscapes", "--data-dir", str(root), "--reg", "none", "--n-sup", "2",
+                        "--authors-split", "--split-seed", "23456"])
+    labelled = json.loads((tmp_path / "run" / "split.json").read_text())["labelled"]
+    assert [train.sample_id(i) for i in labelled] == expected
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["authors_split"] is True
+
+
+def test_authors_split_option_errors(tmp_path):
+    fails_one_line(["--val-seed", "3", "--n-val", "5", "--out-dir", str(tmp_path / "a")],
+                   "--val-seed orders the images --n-val holds out with --authors-split")
+    fails_one_line(["--authors-split", "--val-seed", "3", "--out-dir", str(tmp_path / "b")],
+                   "--val-seed orders the images --n-val holds out with --authors-split")
+    split_file = tmp_path / "split.txt"
+    split_file.write_text("img_00000\n")
+    fails_one_line(["--authors-split", "--split-file", str(split_file), "--out-dir", str(tmp_path / "c")],
+                   "--split-file already fixes it")
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
 def test_isic_masks_test_set_jaccard_and_hole_filling(tmp_path):
     root = make_isic(tmp_path / "isic")
     bundle = datapipe.build_dataset("isic2017", data_dir=str(root))

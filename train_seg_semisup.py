@@ -107,6 +107,7 @@ GLOBAL_DEFAULTS = {
     "aug_free_scale_rot": False,  # aug: scale and rotation drawn per view (default: shared)
     "aug_centre_small": False,  # an image smaller than the crop sits in its centre (the authors' padding)
     "aug_reflect_border": False,  # view pixels outside the image mirrored in (still invalid; the authors' ISIC)
+    "aug_authors_interp": False,  # the authors' interpolation of warped crops (labelled nearest; unlabelled random)
     "aug_teacher_unscaled": False,  # aug: teacher view at scale 1, the student's scaled (the authors' Pascal pair)
     "aug_strong_colour": False,  # MoCo v2 colour augmentation of the student's unlabelled view (authors' later release)
     # --aug-colour-*: ColourJitter's own defaults (added below, from COLOUR_OPTIONS)
@@ -283,7 +284,7 @@ def aug_params(cfg: dict) -> datapipe.AugParams:
                               scale_log_uniform=log_uniform,
                               rot_mag=cfg["aug_rot_mag"], hflip=cfg["aug_hflip"], vflip=cfg["aug_vflip"],
                               hvflip=cfg["aug_hvflip"], centre_small=cfg["aug_centre_small"],
-                              reflect_border=cfg["aug_reflect_border"])
+                              reflect_border=cfg["aug_reflect_border"], authors_interp=cfg["aug_authors_interp"])
 
 
 
@@ -1044,6 +1045,9 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("aug-reflect-border", "aug_reflect_border", "view pixels from outside the image are the image mirrored at its "
       "border (still invalid, labels ignored) instead of the mean colour (the authors' ISIC augmentation) "
       "[recipe: on for isic2017, else off]")
+@flag("aug-authors-interp", "aug_authors_interp", "the authors' interpolation of warped crops (their rotate-and-scale "
+      "crop: ISIC): labelled images nearest-neighbour, each single unlabelled view nearest or bilinear at random; "
+      "paired views bilinear [off: every image bilinear]")
 @flag("aug-centre-small", "aug_centre_small", "an image (scaled) smaller than the crop sits in the crop's centre "
       "instead of at a random position (the authors' central padding) [recipe: on for pascal_aug/pascal, else off]")
 @flag("aug-strong-colour", "aug_strong_colour", "colour-augment the student's view of unlabelled images (MoCo v2's "

@@ -100,8 +100,11 @@ class AugmentedViews(Dataset):
         image = self.dataset.load_image(index)
         label = self.dataset.load_label(index) if self.with_label else None
         m, out_hw, _ = sample_matrix(self.params, image.shape[:2], rng)
+        nearest = False
+        if self.params.authors_interp:  # theirs: nearest for labelled images, a coin for unlabelled ones
+            nearest = self.with_label or bool(rng.random() < 0.5)
         image, label, valid = warp(image, m, out_hw, label, fill=self.fill, ignore_index=self.dataset.ignore_index,
-                                   reflect=self.params.reflect_border)
+                                   reflect=self.params.reflect_border, nearest=nearest)
         sample = {"image": torch.from_numpy(image).permute(2, 0, 1), "valid": torch.from_numpy(valid)[None],
                   "matrix": torch.from_numpy(m[:2].astype(np.float32))}
         if self.colour is not None:  # drawn after the geometry: the views' geometry does not depend on it

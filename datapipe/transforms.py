@@ -53,6 +53,8 @@ class AugParams:
     hvflip: bool = False  # diagonal flip (transpose), as for ISIC
     centre_small: bool = False  # an image smaller than the crop sits in its centre (the authors' padding)
     reflect_border: bool = False  # image pixels outside the source mirrored in (still invalid; the authors' ISIC)
+    authors_interp: bool = False  # labelled images nearest-neighbour, single unlabelled views nearest or bilinear
+    # at random (the authors' rotate-and-scale crop, ISIC); False: every image bilinear
 
     def draw_scale(self, rng: np.random.Generator) -> float:
         low, high = self.scale_range
@@ -103,10 +105,10 @@ def sample_matrix(params: AugParams, src_hw: tuple[int, int], rng: np.random.Gen
 
 
 def warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], label: np.ndarray | None = None,
-         fill=0, ignore_index: int = 255, reflect: bool = False):
+         fill=0, ignore_index: int = 255, reflect: bool = False, nearest: bool = False):
     """Apply the 3×3 source→view matrix ``m``.
 
-    image: (H, W, 3) uint8; label: (H, W) uint8 or None.
+    image: (H, W, 3) uint8, sampled bilinearly (``nearest``: nearest-neighbour); label: (H, W) uint8 or None.
     Returns (image (h, w, 3), label (h, w) or None, valid (h, w) uint8: 1 where the view pixel's
     nearest source pixel lies inside the source image, 0 for padding). Padding is ``fill``, or with
     ``reflect`` the image mirrored at its border (OpenCV's BORDER_REFLECT_101; still invalid, label ignored).
@@ -116,7 +118,7 @@ def warp(image: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], label: np.nd
     constant = cv2.BORDER_CONSTANT
     valid = cv2.warpAffine(np.ones(image.shape[:2], np.uint8), m23, size, flags=cv2.INTER_NEAREST,
                            borderMode=constant, borderValue=0)
-    image = cv2.warpAffine(image, m23, size, flags=cv2.INTER_LINEAR,
+    image = cv2.warpAffine(image, m23, size, flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT_101 if reflect else constant, borderValue=fill)
     if label is not None:
         label = cv2.warpAffine(label, m23, size, flags=cv2.INTER_NEAREST, borderMode=constant,

@@ -1,11 +1,12 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 import datapipe
-from datapipe.loaders import PairedViews
+from datapipe.loaders import AugmentedViews, PairedViews
 from datapipe.synthetic import CLASS_NAMES
 
 
@@ -225,3 +226,37 @@ def test_padded_batches_score_a_pixelwise_network_as_single_images():
     padded = evaluate(net, datapipe.eval_loader(dataset, 2, (0.5,) * 3, (0.25,) * 3, pad_batch=True), 3)
     torch.testing.assert_close(padded.matrix, single.matrix)
     assert single.matrix.sum() == sum(label.size - 1 for label in dataset.labels)
+
+
+def test_authors_interpolation_nearest_for_labelled_a_coin_for_unlabelled():
+    """--aug-authors-interp: their rotate-and-scale crop warped labelled images with nearest-neighbour sampling and
+    each single unlabelled view with nearest or bilinear at random; off, every image is bilinear."""
+    dataset = datapipe.build_dataset("synthetic", n_train=4).train
+    params = datapipe.AugParams(crop_size=(40, 40), scale_range=(0.6, 1.6), scale_log_uniform=True, rot_mag=30,
+                                hflip=True)
+    authors = datapipe.AugParams(**{**vars(params), "authors_interp": True})
+
+    def kind(sample, index):
+        """Which OpenCV interpolation reproduces the view from its source image and recorded matrix (stored in
+        float32, so up to rounding: the right one is far closer than the other)."""
+        source, m = dataset.load_image(index), sample["matrix"].double().numpy()
+        view = sample["image"].permute(1, 2, 0).numpy().astype(float)
+        error = {name: np.abs(cv2.warpAffine(source, m, (40, 40), flags=flag, borderValue=0) - view).mean()
+                 for name, flag in (("nearest", cv2.INTER_NEAREST), ("linear", cv2.INTER_LINEAR))}
+        best = min(error, key=error.get)
+        assert error[best] < 0.5 < max(error.values()), error
+        return best
+
+    draws = [(i % 4, i) for i in range(40)]
+    for with_label, own, theirs in ((True, {"linear"}, {"nearest"}), (False, {"linear"}, {"nearest", "linear"})):
+        ours = AugmentedViews(dataset, params, seed=1, stream=0, with_label=with_label)
+        them = AugmentedViews(dataset, authors, seed=1, stream=0, with_label=with_label)
+        kinds = [kind(them[key], key[0]) for key in draws]
+        assert {kind(ours[key], key[0]) for key in draws} == own and set(kinds) == theirs
+        if not with_label:
+            assert 10 <= kinds.count("nearest") <= 30  # a fair coin over 40 views
+        for key in draws[:5]:  # the geometry (and the label) are the same draws either way
+            torch.testing.assert_close(them[key]["matrix"], ours[key]["matrix"])
+            torch.testing.assert_close(them[key]["valid"], ours[key]["valid"])
+            if with_label:
+                torch.testing.assert_close(them[key]["label"], ours[key]["label"])

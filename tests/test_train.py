@@ -386,3 +386,15 @@ def test_teacher_is_the_moving_average_of_the_student_after_each_step(tmp_path):
             torch.testing.assert_close(teacher[key], 0.9 * value + 0.1 * student[key])
         else:  # BatchNorm's num_batches_tracked: copied from the student
             assert torch.equal(teacher[key], student[key]) and student[key].item() == 1
+
+
+def test_authors_interpolation_reaches_the_loaders(tmp_path):
+    """--aug-authors-interp is saved and changes what trains (nearest-neighbour labelled images), nothing else."""
+    losses = {}
+    for name, extra in (("off", []), ("on", ["--aug-authors-interp", "--aug-max-scale", "1.3"]),
+                        ("scale", ["--aug-max-scale", "1.3"])):
+        out = tmp_path / name
+        assert run([*TINY, "--reg", "none", "--out-dir", str(out), *extra]).exit_code == 0
+        losses[name] = [m["sup_loss"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+        assert json.loads((out / "config.json").read_text())["aug_authors_interp"] is (name == "on")
+    assert losses["on"] != losses["scale"]  # the same geometry, other interpolation

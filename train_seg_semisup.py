@@ -84,6 +84,9 @@ GLOBAL_DEFAULTS = {
     "keep_freed_memory": True,  # glibc malloc keeps freed blocks: no page faults per step (see keep_freed_memory)
     "lr": None,  # None: the network's default (supplement Table 2)
     "lr_sched": "none",
+    "lr_milestones": None,  # stepped: iterations at which the lr is multiplied by lr_step_gamma (None: ½ and ¾)
+    "lr_step_gamma": 0.1,
+    "lr_poly_power": 0.9,
     "momentum": 0.9,
     "nesterov": False,
     "weight_decay": 0.0,
@@ -164,8 +167,17 @@ def load_dataset(cfg: dict) -> datapipe.DataBundle:
 
 
 def epochs_to_iters(given: dict) -> dict:
-    """The authors' --num_epochs × --iters_per_epoch as --iters, with an evaluation after each epoch."""
+    """The authors' --num_epochs × --iters_per_epoch as --iters, with an evaluation after each epoch (and their
+    --lr_step_epochs as --lr-milestones in iterations)."""
     epochs, per_epoch = given.pop("num_epochs", None), given.pop("iters_per_epoch", None)
+    step_epochs = given.pop("lr_step_epochs", None)
+    if step_epochs is not None:
+        if per_epoch is None:
+            raise ConfigError("--lr-step-epochs counts epochs of --iters-per-epoch iterations; give --num-epochs and "
+                              "--iters-per-epoch, or --lr-milestones in iterations")
+        if "lr_milestones" in given:
+            raise ConfigError("--lr-step-epochs and --lr-milestones both set the milestones; give one of them")
+        given = {**given, "lr_milestones": tuple(e * per_epoch for e in step_epochs)}
     if epochs is None and per_epoch is None:
         return given
     if epochs is None or per_epoch is None:
@@ -227,6 +239,14 @@ def resolve_config(given: dict) -> dict:
     if cfg["val_seed"] is not None and not (cfg["authors_split"] and cfg["n_val"]):
         raise ConfigError("--val-seed orders the images --n-val holds out with --authors-split; give both of those "
                           "or drop --val-seed")
+    for keys, sched in ((("lr_milestones", "lr_step_gamma"), "stepped"), (("lr_poly_power",), "poly")):
+        for key in keys:
+            if key in given and cfg["lr_sched"] != sched:
+                raise ConfigError(f"--{key.replace('_', '-')} sets the {sched} schedule, but --lr-sched is "
+                                  f"{cfg['lr_sched']}; add --lr-sched {sched} or drop it")
+    if cfg["lr_milestones"] is not None and not all(0 < m < cfg["iters"] for m in cfg["lr_milestones"]):
+        raise ConfigError(f"--lr-milestones {','.join(map(str, cfg['lr_milestones']))} must lie between 0 and "
+                          f"--iters {cfg['iters']} (iterations; --lr-step-epochs counts epochs)")
     colour_given = [key for key in COLOUR_OPTIONS if key in given]
     if colour_given and not cfg["aug_strong_colour"]:
         raise ConfigError(f"--{colour_given[0].replace('_', '-')} sets the colour augmentation, which is off; add "
@@ -347,17 +367,20 @@ def keep_freed_memory(max_block: int = 1 << 30) -> bool:
     return bool(libc.mallopt(m_mmap_threshold, max_block)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def lr_factor(sched: str, it: int, iters: int) -> float:
-    """Learning-rate multiplier at iteration ``it`` of ``iters``."""
+def lr_factor(sched: str, it: int, iters: int, milestones=None, gamma: float = 0.1, power: float = 0.9) -> float:
+    """Learning-rate multiplier at iteration ``it`` (0-based) of ``iters``. stepped: × ``gamma`` from each of
+    ``milestones`` (iterations; None: half and three quarters of training) on; poly: (1 − it/iters)^``power``."""
     t = it / max(iters, 1)
     if sched == "none":
         return 1.0
-    if sched == "stepped":  # ×0.1 at half and three quarters of training
-        return 0.1 ** ((t >= 0.5) + (t >= 0.75))
+    if sched == "stepped":
+        if milestones is None:
+            return gamma ** ((t >= 0.5) + (t >= 0.75))
+        return gamma ** sum(it >= m for m in milestones)
     if sched == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
     if sched == "poly":  # power 0.9, as for ISIC
-        return (1.0 - t) ** 0.9
+        return (1.0 - t) ** power
     raise ConfigError(f"unknown --lr-sched {sched!r}")
 
 
@@ -853,8 +876,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     with progress as bar:
         for it in bar:
             # learning rate
+            factor = lr_factor(cfg["lr_sched"], it, iters, cfg["lr_milestones"], cfg["lr_step_gamma"],
+                               cfg["lr_poly_power"])
             for group in optimizer.param_groups:
-                group["lr"] = cfg["lr"] * group["lr_scale"] * lr_factor(cfg["lr_sched"], it, iters)
+                group["lr"] = cfg["lr"] * group["lr_scale"] * factor
 
             # supervised cross-entropy (255 = ignore)
             sup = to_device(next(sup_stream))
@@ -941,6 +966,23 @@ def parse_pair(kind, what: str, ordered: bool = False):
         if ordered and parts[0] > parts[-1]:
             raise click.BadParameter(f"expected low,high with low <= high, got {value!r}")
         return (parts[0], parts[-1])
+
+    return parse
+
+
+def parse_increasing(what: str):
+    """A click callback for ``a,b,...`` (the authors' ``[a, b]`` too): strictly increasing positive integers."""
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            parts = [int(v) for v in str(value).strip().strip("[]()").replace(" ", "").split(",")]
+        except ValueError:
+            raise click.BadParameter(f"expected {what} as comma-separated integers, e.g. 20,30; got {value!r}") \
+                from None
+        if min(parts) <= 0 or any(b <= a for a, b in zip(parts, parts[1:], strict=False)):
+            raise click.BadParameter(f"{what} must be positive and increasing, got {value!r}")
+        return tuple(parts)
 
     return parse
 
@@ -1076,6 +1118,15 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
         help="learning rate of new layers [recipe; network default]")
 @option("--lr-sched", "--lr_sched", "lr_sched", type=click.Choice(["none", "stepped", "cosine", "poly"]),
         help="learning-rate schedule [none]")
+@option("--lr-milestones", "lr_milestones", callback=parse_increasing("milestones"),
+        help="stepped: iterations at which the lr is multiplied by --lr-step-gamma, e.g. 20000,30000 [½ and ¾ of "
+             "--iters]")
+@option("--lr-step-epochs", "--lr_step_epochs", "lr_step_epochs", callback=parse_increasing("epochs"),
+        help="stepped: the milestones in epochs of --iters-per-epoch iterations (the authors' option) [½ and ¾]")
+@option("--lr-step-gamma", "--lr_step_gamma", "lr_step_gamma", type=click.FloatRange(0, 1, min_open=True),
+        help="stepped: the lr's factor at each milestone [0.1]")
+@option("--lr-poly-power", "--lr_poly_power", "lr_poly_power", type=click.FloatRange(min=0, min_open=True),
+        help="poly: the power of (1 − t) [0.9]")
 @option("--momentum", "--sgd_momentum", "momentum", type=click.FloatRange(0, 1, max_open=True),
         help="SGD momentum [0.9]")
 @flag("nesterov", "nesterov", "Nesterov momentum (SGD)", "sgd_nesterov")

@@ -1,6 +1,7 @@
 """End-to-end runs of the training script on a tiny synthetic set."""
 import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 import architectures
 import regularizers
 import train_seg_semisup
+from train_seg_semisup import lr_factor
 
 try:
     import resource
@@ -398,3 +400,52 @@ def test_authors_interpolation_reaches_the_loaders(tmp_path):
         losses[name] = [m["sup_loss"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
         assert json.loads((out / "config.json").read_text())["aug_authors_interp"] is (name == "on")
     assert losses["on"] != losses["scale"]  # the same geometry, other interpolation
+
+
+def test_lr_schedules_by_hand():
+    assert [lr_factor("none", it, 100) for it in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    # stepped: ×0.1 from half and from three quarters of training on (default), or at given iterations
+    assert [lr_factor("stepped", it, 100) for it in (0, 49, 50, 74, 75, 99)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert [lr_factor("stepped", it, 100, milestones=(20, 30), gamma=0.5) for it in (19, 20, 29, 30)] == [
+        1.0, 0.5, 0.5, 0.25]
+    assert lr_factor("cosine", 0, 100) == 1.0 and lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert lr_factor("cosine", 25, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor("poly", 0, 100) == 1.0 and lr_factor("poly", 75, 100) == pytest.approx(0.25 ** 0.9)
+    assert lr_factor("poly", 75, 100, power=2.0) == pytest.approx(0.0625)
+
+
+def test_lr_schedule_options_reach_the_optimizer(tmp_path):
+    """The authors' --lr_step_epochs counts epochs of --iters-per-epoch iterations; the lr of each iteration is
+    what the schedule says (checkpointed optimizer: the last iteration's lr)."""
+    out = tmp_path / "stepped"
+    args = [*TINY[:8], "--eval-batch-size", "6", "--threads", "2", "--reg", "none", "--num_epochs", "3",
+            "--iters_per_epoch", "2", "--lr_sched", "stepped", "--lr_step_epochs", "[2]", "--lr_step_gamma", "0.5",
+            "--lr", "0.01", "--out-dir", str(out)]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["lr_milestones"] == [4] and config["lr_step_gamma"] == 0.5 and config["iters"] == 6
+    lrs = [g["lr"] for g in torch.load(out / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]]
+    assert lrs == pytest.approx([0.01 * 0.5])  # the last iteration (5) is past the one milestone (½, ¾: 0.25)
+    out = tmp_path / "poly"
+    result = run([*TINY, "--reg", "none", "--lr-sched", "poly", "--lr-poly-power", "2", "--lr", "0.01",
+                  "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    lrs = [g["lr"] for g in torch.load(out / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]]
+    assert lrs == pytest.approx([0.01 * (1 - 3 / 4) ** 2])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr-milestones", "2"], "--lr-milestones sets the stepped schedule, but --lr-sched is none"),
+    (["--lr-sched", "cosine", "--lr-poly-power", "2"], "--lr-poly-power sets the poly schedule"),
+    (["--lr-sched", "stepped", "--lr-milestones", "2,9"], "must lie between 0 and --iters 4"),
+    (["--lr-sched", "stepped", "--lr-step-epochs", "1"], "--lr-step-epochs counts epochs of --iters-per-epoch"),
+    (["--lr-sched", "stepped", "--lr-milestones", "3,2"], "milestones must be positive and increasing"),
+    (["--lr-sched", "stepped", "--lr-milestones", "a"], "expected milestones as comma-separated integers"),
+])
+def test_lr_schedule_option_errors(tmp_path, args, message):
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--out-dir", str(tmp_path / "run")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code in (1, 2) and len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "run").exists()

@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import codecs
+import functools
 import io
 import json
 import pickle
@@ -82,12 +83,13 @@ def check_source(module, image_in: Path, label_in: Path) -> None:
                 fix=module.LABEL_FIX).load_label(0)
 
 
-def prepare_cityscapes_sample(job) -> None:
+def prepare_cityscapes_sample(job, truncate_mean: bool = False) -> None:
     image_in, label_in, image_out, label_out = job
     check_source(cityscapes, image_in, label_in)
     label = read_label_png(label_in)
     write_png(cityscapes.half_resolution_label(label.astype(np.uint8)), label_out)
-    write_png(cityscapes.half_resolution_image(read_image(image_in)), image_out)  # the image last: it marks done
+    image = cityscapes.half_resolution_image(read_image(image_in), truncate=truncate_mean)
+    write_png(image, image_out)  # the image last: it marks the sample done
 
 
 def isic_jobs(src: Path, dst: Path) -> list[tuple[Path, Path, Path, Path]]:
@@ -215,9 +217,17 @@ def main():
 @click.option("--data-dir", type=click.Path(), help="the downloaded dataset [$SEMISUP_<NAME>_DIR, data/<name>]")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="the prepared copy [<data-dir>_half / _248]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="processes")
-def prepare(dataset, data_dir, out_dir, workers):
+@click.option("--truncate-mean/--no-truncate-mean", default=False,
+              help="cityscapes: 2×2 means rounded down, as the authors' copy (half a grey level darker on average) "
+                   "[off: rounded to nearest]")
+def prepare(dataset, data_dir, out_dir, workers, truncate_mean):
     """Make the copy the paper trained on (Cityscapes at half resolution, ISIC 2017 at 248×248)."""
     module, make_jobs, work, suffix, recipe = PREPARERS[dataset]
+    if truncate_mean:
+        if dataset != "cityscapes":
+            raise DataCommandError(f"--truncate-mean is for cityscapes' 2×2 means; {dataset} has none, drop it")
+        work = functools.partial(work, truncate_mean=True)
+        recipe = {**recipe, "images": "2×2 box average, rounded down (the authors')"}
     try:
         src = find_root(data_dir, module.ENV_VAR, module.DEFAULT_ROOT, dataset, module.LAYOUT)
         dst = Path(out_dir) if out_dir else src.parent / (src.name + suffix)
@@ -229,9 +239,21 @@ def prepare(dataset, data_dir, out_dir, workers):
         if (src / PREPARED_MARK).is_file():
             raise DataCommandError(f"{src} is itself a prepared copy ({PREPARED_MARK} exists); train on it as it "
                                    f"is, or pass the original download as --data-dir")
+        unfinished = {"dataset": dataset, "source": str(src), "images": recipe["images"]}
+        if (dst / UNFINISHED_MARK).is_file():  # resuming: the samples made so far must match the rest
+            try:
+                before = json.loads((dst / UNFINISHED_MARK).read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                before = {}
+            # a copy begun before the mark recorded this was made with the default
+            if before.get("images", PREPARERS[dataset][4]["images"]) != recipe["images"]:
+                flag = "--no-truncate-mean" if truncate_mean else "--truncate-mean"
+                made = before.get("images", PREPARERS[dataset][4]["images"])
+                raise DataCommandError(f"{dst} is an unfinished copy whose images were made {made!r}; "
+                                       f"resume it with {flag}, or choose another --out-dir")
         jobs = make_jobs(src, dst)
         dst.mkdir(parents=True, exist_ok=True)
-        (dst / UNFINISHED_MARK).write_text(json.dumps({"dataset": dataset, "source": str(src)}) + "\n")
+        (dst / UNFINISHED_MARK).write_text(json.dumps(unfinished) + "\n")
         todo = [job for job in jobs if not (job[2].is_file() and job[3].is_file())]
         click.echo(f"{dataset}: {len(jobs)} samples, {len(jobs) - len(todo)} already done → {dst}")
         with click.progressbar(length=len(todo), label="preparing", show_pos=True) as bar:

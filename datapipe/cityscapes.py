@@ -95,11 +95,12 @@ def half_resolution_label(label_ids: np.ndarray) -> np.ndarray:
     return np.take_along_axis(blocks, score.argmax(-1)[..., None], -1)[..., 0]
 
 
-def half_resolution_image(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 → (H/2, W/2, 3): the mean of each 2×2 block, rounded to nearest (halves up)."""
+def half_resolution_image(image: np.ndarray, truncate: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 → (H/2, W/2, 3): the mean of each 2×2 block, rounded to nearest (halves up), or with
+    ``truncate`` rounded down, as the authors' ``downscale_local_mean(...).astype(uint8)``."""
     h, w = image.shape[:2]
     blocks = image[: h - h % 2, : w - w % 2].astype(np.uint16).reshape(h // 2, 2, w // 2, 2, -1)
-    return ((blocks.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
+    return ((blocks.sum(axis=(1, 3)) + (0 if truncate else 2)) // 4).astype(np.uint8)
 
 
 @register_dataset("cityscapes")

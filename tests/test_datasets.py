@@ -475,6 +475,8 @@ def test_half_resolution_majority_vote_by_hand():
     image[2:, :2, 0] = [[0, 0], [0, 1]]  # 0.25 → 0
     image[2:, 2:, 0] = [[255, 255], [255, 254]]  # 254.75 → 255
     np.testing.assert_array_equal(cityscapes.half_resolution_image(image)[..., 0], [[1, 1], [0, 255]])
+    # the authors' copy: downscale_local_mean(...).astype(uint8), i.e. rounded down
+    np.testing.assert_array_equal(cityscapes.half_resolution_image(image, truncate=True)[..., 0], [[0, 0], [0, 254]])
 
 
 def test_prepare_cityscapes_is_resumable_and_loads(tmp_path):
@@ -505,6 +507,32 @@ def test_prepare_cityscapes_is_resumable_and_loads(tmp_path):
                                                str(dst)])
     assert result.exit_code == 0 and "3 samples, 2 already done" in result.output, result.output
     assert len(datapipe.build_dataset("cityscapes", data_dir=str(dst)).val) == 1
+
+
+def test_prepare_cityscapes_truncated_means_and_no_mixed_resume(tmp_path):
+    src = make_cityscapes(tmp_path / "cityscapes", h=4, w=4, n_train=2, n_val=1, ids=[7])
+    runner = CliRunner()
+    rounded, truncated = tmp_path / "rounded", tmp_path / "truncated"
+    for out, extra in ((rounded, []), (truncated, ["--truncate-mean"])):
+        result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src), "--out-dir",
+                                                   str(out), *extra])
+        assert result.exit_code == 0, result.output
+    assert "rounded down" in json.loads((truncated / "prepared.json").read_text())["images"]
+    source = datapipe.build_dataset("cityscapes", data_dir=str(src)).train.load_image(0).astype(int)
+    means = source.reshape(2, 2, 2, 2, 3).sum(axis=(1, 3))
+    assert ((means % 4) != 0).any()  # some means are not whole: the two roundings differ
+    for out, expected in ((rounded, (means + 2) // 4), (truncated, means // 4)):
+        np.testing.assert_array_equal(datapipe.build_dataset("cityscapes", data_dir=str(out)).train.load_image(0),
+                                      expected)
+    # an interrupted truncated copy is not finished with rounded means (nor the other way round)
+    (truncated / "prepared.json").unlink()
+    (truncated / "prepare_unfinished.json").write_text(json.dumps(
+        {"dataset": "cityscapes", "source": str(src), "images": "2×2 box average, rounded down (the authors')"}))
+    result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src), "--out-dir",
+                                               str(truncated)])
+    assert result.exit_code == 1 and "resume it with --truncate-mean" in result.output, result.output
+    result = runner.invoke(prepare_data.main, ["prepare", "isic2017", "--data-dir", str(src), "--truncate-mean"])
+    assert result.exit_code == 1 and "--truncate-mean is for cityscapes" in result.output, result.output
 
 
 def test_prepare_isic_resizes_and_thresholds(tmp_path):

@@ -121,6 +121,7 @@ GLOBAL_DEFAULTS = {
     "vat_dir_from_student": False,  # the authors' default: the direction from the teacher
     "vat_finite_diff": False,  # the authors' literal finite difference (float32 rounding noise; see vat.py)
     "freeze_bn": None,  # None: the network's paper setting
+    "freeze_bn_affine": False,  # BatchNorm weights and biases not trained (statistics still are)
     "pretrained": None,  # None: ImageNet weights where the network has them (the paper's setting)
     "weights": None,
     "channels_last": True,
@@ -765,6 +766,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     if crop is not None and min(crop) < student.min_input:
         raise ConfigError(f"--crop-size {crop[0]},{crop[1]} is too small for {cfg['arch']}, which needs at least "
                           f"{student.min_input}×{student.min_input} px; give a larger --crop-size")
+    if cfg["freeze_bn_affine"]:  # the authors' DeepLab v2 never trained BatchNorm's weights
+        student.freeze_bn_affine()
     student = student.to(device, memory_format=memory_format)
     procs.copy_from_main(*student.state_dict().values())  # the same start everywhere
     mean_teacher = regularizers.MeanTeacher(student, cfg["teacher_alpha"]) if cfg["model"] == "mean_teacher" else None
@@ -1136,6 +1139,8 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("pretrained", "pretrained", "ImageNet-pretrained backbone [on where the network has one]")
 @option("--weights", type=click.Path(dir_okay=False), help="state dict to start from (network or backbone)")
 @flag("freeze-bn", "freeze_bn", "keep BatchNorm frozen [network's paper setting]", "freeze_bn")
+@flag("freeze-bn-affine", "freeze_bn_affine", "never train BatchNorm's weights and biases, while its statistics "
+      "follow --freeze-bn: what the authors' DeepLab v2 did with --no-freeze-bn [off]")
 @flag("channels-last", "channels_last", "channels-last memory format (faster convolutions on CPU) [on]")
 # consistency
 @option("--cons-loss", "--cons_loss_fn", "cons_loss", type=click.Choice(regularizers.CONS_LOSSES),

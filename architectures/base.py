@@ -8,6 +8,7 @@
   smaller learning rate (the original's 0.1×).
 - ``freeze_bn(modules)``: BatchNorm layers inside ``modules`` stay in eval mode (running statistics
   are used and not updated) and their affine parameters are not trained, whatever ``.train()`` says.
+- ``freeze_bn_affine()``: every BatchNorm's affine parameters are not trained; its statistics still are.
 """
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ class SegNet(nn.Module):
                     for p in m.parameters():
                         p.requires_grad_(False)
                     self._frozen_bn.append(m)
+
+    def freeze_bn_affine(self) -> None:
+        """Keep every BatchNorm's weight and bias fixed while its statistics still follow ``.train()`` (the
+        authors' DeepLab v2 ResNet did this whatever its --freeze_bn said)."""
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                for p in m.parameters():
+                    p.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -449,3 +449,23 @@ def test_lr_schedule_option_errors(tmp_path, args, message):
     lines = result.output.strip().splitlines()
     assert result.exit_code in (1, 2) and len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_freeze_bn_affine_trains_statistics_not_weights(tmp_path):
+    """--freeze-bn-affine (the authors' DeepLab v2 with --no-freeze-bn): BatchNorm statistics move, its weights and
+    biases keep their initial values; the convolutions still train."""
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", "none", "--no-freeze-bn", "--freeze-bn-affine", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    torch.manual_seed(config["seed"])  # the run's initialisation
+    start = architectures.build_arch("unet_small", 6, freeze_bn=False).state_dict()
+    end = torch.load(out / "checkpoint.pt", weights_only=False)["student"]
+    bn = [k.rsplit(".", 1)[0] for k in start if k.endswith("running_mean")]
+    assert bn
+    for layer in bn:
+        torch.testing.assert_close(end[f"{layer}.weight"], start[f"{layer}.weight"], rtol=0, atol=0)
+        torch.testing.assert_close(end[f"{layer}.bias"], start[f"{layer}.bias"], rtol=0, atol=0)
+    assert any(not torch.equal(end[f"{layer}.running_mean"], start[f"{layer}.running_mean"]) for layer in bn)
+    convs = [k for k in start if k.endswith(".weight") and start[k].dim() == 4]
+    assert any(not torch.equal(end[k], start[k]) for k in convs)

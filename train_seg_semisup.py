@@ -133,6 +133,7 @@ GLOBAL_DEFAULTS = {
     "num_classes": None,  # folder: number of classes (other datasets: their own)
     "ignore_index": 255,  # folder: the label value that means "ignore"
     "bin_fill_holes": False,  # fill holes in two-class predictions before scoring (ISIC)
+    "fill_holes_padded": False,  # ... on the prediction of the padded input (the authors' evaluation)
     "fashion_n_train": 4000,
     "fashion_n_val": 1000,
     "fashion_seed": 0,
@@ -228,6 +229,9 @@ def resolve_config(given: dict) -> dict:
     if given.get("num_classes", bundle.num_classes) != bundle.num_classes:
         raise ConfigError(f"--num-classes {given['num_classes']} does not match the {bundle.num_classes} classes of "
                           f"{dataset}; drop it (it is for --dataset=folder)")
+    if cfg["fill_holes_padded"] and not cfg["bin_fill_holes"]:
+        raise ConfigError("--fill-holes-padded says where --bin-fill-holes fills holes, which is off; add "
+                          "--bin-fill-holes or drop it")
     if cfg["bin_fill_holes"] and bundle.num_classes != 2:
         raise ConfigError(f"--bin-fill-holes needs a two-class dataset; {dataset} has {bundle.num_classes} classes")
     crop = cfg["crop_size"]
@@ -704,7 +708,8 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
     batches = ({**b, "image": b["image"].to(memory_format=memory_format)} for b in loader)
     confusion = evaluation.evaluate(model, batches, cfg["num_classes"], dataset.ignore_index, cfg["device"],
                                     on_prediction=on_prediction,
-                                    postprocess=evaluation.fill_holes if cfg["bin_fill_holes"] else None)
+                                    postprocess=evaluation.fill_holes if cfg["bin_fill_holes"] else None,
+                                    postprocess_padded=cfg["fill_holes_padded"])
     jaccard_sum = torch.tensor([sum(jaccards), len(jaccards)], dtype=torch.float64, device=confusion.matrix.device)
     procs.sum_(confusion.matrix, jaccard_sum)
     scores = {"miou": confusion.miou(), "per_class_iou": confusion.per_class_iou()}
@@ -1076,6 +1081,9 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
       "to the batch's largest (image: the mean colour, label: ignored), as the authors' evaluation did [off]")
 @flag("bin-fill-holes", "bin_fill_holes", "fill holes in two-class predictions before scoring [recipe; off]",
       "bin_fill_holes")
+@flag("fill-holes-padded", "fill_holes_padded", "--bin-fill-holes on the prediction of the padded input, then "
+      "cropped, as the authors' evaluation (padding predicted as lesion can enclose background at an image's edge) "
+      "[off: on each image's own pixels]")
 # augmentation
 @option("--crop-size", "--crop_size", "crop_size", callback=parse_pair(int, "a crop size"),
         help="crop H,W [recipe]")

@@ -93,3 +93,25 @@ def test_hole_filling_of_a_padded_batch_sees_each_image_alone():
     assert confusion.miou() == 1.0 and (preds[0][0, 5:7, 2:4] == 0).all()
     without_crop = evaluate(Foreground(), [{"image": image, "label": label}], 2, postprocess=fill_holes)
     assert without_crop.miou() < 1.0  # the whole padded batch filled: the notch became a hole
+
+
+def test_hole_filling_on_the_padded_prediction_fills_edge_notches():
+    """--fill-holes-padded (the authors' ISIC evaluation): holes are filled on the prediction of the input padded
+    to the network's multiple, where padding predicted as foreground encloses a background notch at the edge."""
+    from evaluation import fill_holes
+
+    class Foreground(torch.nn.Module):  # class 1 wherever channel 0 is below 0.5 (the padding, 0, included)
+        input_multiple = 16
+
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x[:, :1]), 0.5 - x[:, :1]], 1)
+
+    image = torch.zeros(1, 3, 12, 12)  # padded to 16×16, 2 px each side
+    image[0, 0, 0:3, 0:3] = 1.0  # a background notch in the top-left corner, touching the image's edge
+    label = torch.ones(1, 12, 12, dtype=torch.long)
+    preds = {}
+    for padded in (False, True):
+        evaluate(Foreground(), [{"image": image, "label": label}], 2, postprocess=fill_holes,
+                 postprocess_padded=padded, on_prediction=lambda b, p, padded=padded: preds.__setitem__(padded, p))
+    assert preds[False].shape == preds[True].shape == (1, 12, 12)
+    assert (preds[False][0, 0:3, 0:3] == 0).all() and (preds[True] == 1).all()  # enclosed by padding: filled

@@ -443,8 +443,9 @@ def test_lr_schedule_options_reach_the_optimizer(tmp_path):
     (["--lr-sched", "stepped", "--lr-step-epochs", "1"], "--lr-step-epochs counts epochs of --iters-per-epoch"),
     (["--lr-sched", "stepped", "--lr-milestones", "3,2"], "milestones must be positive and increasing"),
     (["--lr-sched", "stepped", "--lr-milestones", "a"], "expected milestones as comma-separated integers"),
+    (["--fill-holes-padded"], "--fill-holes-padded says where --bin-fill-holes fills holes, which is off"),
 ])
-def test_lr_schedule_option_errors(tmp_path, args, message):
+def test_schedule_and_evaluation_option_errors(tmp_path, args, message):
     result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--out-dir", str(tmp_path / "run")])
     lines = result.output.strip().splitlines()
     assert result.exit_code in (1, 2) and len(lines) == 1 and message in lines[0], result.output

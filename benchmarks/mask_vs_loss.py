@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
 
 import cli_errors
-import regularizers
-from benchmarks.synthetic_semisup import reuse_conflicts, run_one, settings_from_args
+from benchmarks.synthetic_semisup import reuse_or_run, run_all
 
 # cell -> (--reg, extra options); the order is the table's
 CELLS = {
@@ -111,24 +109,15 @@ def main(cells, seeds, threads, jobs, out_dir, reuse, extra):
         cell, seed = run
         reg, options = CELLS[cell]
         out = out_dir / f"{cell}-s{seed}"
-        args = [*options, *extra]
-        if reuse and (out / "final.json").is_file():
-            # with the regularizer's defaults: a "no mask" run is not reused as a CutMix run
-            wanted = {**regularizers.regularizer_defaults(reg), "dataset": "synthetic", "reg": reg, "seed": seed,
-                      "threads": threads, **settings_from_args(args)}
-            conflicts = reuse_conflicts(out, wanted)
-            if conflicts:
-                raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another "
-                                           f"--out-dir or move that run away")
+        final, reused = reuse_or_run(reg, seed, out, threads, [*options, *extra], reuse)
+        if reused:
             click.echo(f"{cell} seed {seed}: reusing {out}")
-            return json.loads((out / "final.json").read_text())
-        final = run_one(reg, seed, out, threads, args)
-        click.echo(f"{cell} seed {seed}: mIoU {100 * final['miou']:.2f}%  {final['seconds']:.0f} s", err=True)
+        else:
+            click.echo(f"{cell} seed {seed}: mIoU {100 * final['miou']:.2f}%  {final['seconds']:.0f} s", err=True)
         return final
 
     runs = [(cell, seed) for seed in seeds for cell in cells]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        finals = dict(zip(runs, pool.map(one, runs), strict=True))
+    finals = dict(zip(runs, run_all(one, runs, jobs), strict=True))
     results = {cell: [finals[(cell, seed)] for seed in seeds] for cell in cells}
     table = markdown(results, seeds)
     click.echo("\n" + table)

@@ -14,6 +14,10 @@ Usage:
     python benchmarks/synthetic_semisup.py                       # none vs cutmix, seeds 0 1 2
     python benchmarks/synthetic_semisup.py --regs none,cutout,cutmix --out-dir runs/bench_synthetic
     python benchmarks/synthetic_semisup.py --reuse               # keep finished runs, run the rest
+
+--reuse keeps a run that wrote final.json only if its config.json holds every setting this invocation would
+train with (iterations, device, threads, each regularizer's defaults of today...); any difference is an error
+naming it. The commit is not recorded: after a change to the code, use a new --out-dir.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,14 +34,19 @@ from pathlib import Path
 import click
 
 import cli_errors
-import regularizers
+import train_seg_semisup
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def train_args(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> list[str]:
+    """The options of one training run of the protocol."""
+    return ["--dataset=synthetic", f"--reg={reg}", f"--seed={seed}", f"--threads={threads}", f"--out-dir={out}",
+            "--overwrite", *extra]
+
+
 def run_one(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, str(ROOT / "train_seg_semisup.py"), "--dataset=synthetic", f"--reg={reg}",
-           f"--seed={seed}", f"--threads={threads}", f"--out-dir={out}", "--overwrite", *extra]
+    cmd = [sys.executable, str(ROOT / "train_seg_semisup.py"), *train_args(reg, seed, out, threads, extra)]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     t0 = time.time()
     log_path = out.parent / f"{out.name}.log"
@@ -50,35 +60,69 @@ def run_one(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> d
     return final
 
 
-def settings_from_args(args: list[str]) -> dict[str, str | bool]:
-    """``--key value``, ``--key=value``, ``--flag`` and ``--no-flag`` as config keys (values as given)."""
-    settings, i = {}, 0
-    while i < len(args):
-        name, _, value = args[i].removeprefix("--").partition("=")
-        if not value and i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value, i = args[i + 1], i + 1
-        if value:
-            settings[name.replace("-", "_")] = value
-        elif name.startswith("no-"):
-            settings[name[3:].replace("-", "_")] = False
-        else:
-            settings[name.replace("-", "_")] = True
-        i += 1
-    return settings
+# config entries that do not change what a run computes
+NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers"}
+
+
+def resolved_config(args: list[str]) -> dict:
+    """The configuration ``train_seg_semisup.py ARGS`` trains with, as its ``config.json`` holds it."""
+    try:
+        ctx = train_seg_semisup.main.make_context("train_seg_semisup.py", list(args))
+        cfg, _ = train_seg_semisup.resolve_config({**ctx.params, "processes": None})
+    except click.ClickException as err:
+        raise click.ClickException(f"the training options {' '.join(args)}: {err.format_message()}") from None
+    cfg["processes"] = 1  # what a run in one process records
+    return json.loads(json.dumps(train_seg_semisup.jsonable(cfg)))
 
 
 def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
-    """The settings of this invocation that the run in ``out`` did not use (empty: it may be reused)."""
+    """The settings of the run in ``out`` that differ from ``wanted``, the resolved configuration this
+    invocation would train with (empty: it may be reused). An option the run's config.json lacks was added
+    since; the run had its default."""
     config_path = out / "config.json"
     if not config_path.is_file():
         return [f"{config_path} is missing"]
     config = json.loads(config_path.read_text())
     differ = []
     for key, value in wanted.items():
-        have = config.get(key)
-        if have != value and not (isinstance(value, str) and str(have) == value):
+        have = config.get(key, train_seg_semisup.GLOBAL_DEFAULTS.get(key))
+        if key not in NOT_SETTINGS and have != value:
             differ.append(f"{key}={have} (this invocation: {value})")
     return differ
+
+
+def reuse_or_run(reg: str, seed: int, out: Path, threads: int, extra: list[str], reuse: bool) -> tuple[dict, bool]:
+    """(final.json, reused): with ``reuse``, the finished run in ``out`` when every setting it ran with is this
+    invocation's (a table mixing devices, iterations or defaults of another day would mislead); else a new run."""
+    if reuse and (out / "final.json").is_file():
+        conflicts = reuse_conflicts(out, resolved_config(train_args(reg, seed, out, threads, extra)))
+        if conflicts:
+            raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another --out-dir "
+                                       f"or move that run away")
+        return json.loads((out / "final.json").read_text()), True
+    return run_one(reg, seed, out, threads, extra), False
+
+
+def run_all(fn, items: list, jobs: int) -> list:
+    """``[fn(item) for item in items]``, ``jobs`` at a time; after a failure no further item starts, and the
+    failure is raised once the running ones end."""
+    failed = threading.Event()
+
+    def guarded(item):
+        if failed.is_set():
+            return None
+        try:
+            return fn(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(guarded, item) for item in items]
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
+    return [future.result() for future in futures]
 
 
 @click.command(cls=cli_errors.Command)
@@ -87,7 +131,7 @@ def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
 @click.option("--threads", default=2, show_default=True, type=int)
 @click.option("--out-dir", default="runs/bench_synthetic", show_default=True, type=click.Path(file_okay=False))
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at once")
-@click.option("--reuse/--no-reuse", default=False, help="reuse runs that already wrote final.json")
+@click.option("--reuse/--no-reuse", default=False, help="keep runs finished with this invocation's settings")
 @click.argument("extra", nargs=-1)
 def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
     """Run the protocol above; EXTRA arguments go to every training run (e.g. --iters 100 for a smoke test)."""
@@ -99,29 +143,16 @@ def main(regs, seeds, threads, jobs, out_dir, reuse, extra):
     def one(run):
         reg, seed = run
         out = out_dir / f"{reg}-s{seed}"
-        reused = reuse and (out / "final.json").is_file()
-        if reused:  # only a run of the same settings: a table mixing devices or iterations would mislead
-            # with the regularizer's defaults: a run made before one changed (VAT's loss: var, then kld on
-            # 2026-12-03) must not be reused as a run of the new default
-            wanted = {**regularizers.regularizer_defaults(reg), "dataset": "synthetic", "reg": reg, "seed": seed,
-                      "threads": threads, **settings_from_args(list(extra))}
-            conflicts = reuse_conflicts(out, wanted)
-            if conflicts:
-                raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another "
-                                           f"--out-dir or move that run away")
-            click.echo(f"{reg} seed {seed}: reusing {out}")
-            final = json.loads((out / "final.json").read_text())
-        else:
-            final = run_one(reg, seed, out, threads, list(extra))
+        final, reused = reuse_or_run(reg, seed, out, threads, list(extra), reuse)
         final["device"] = json.loads((out / "config.json").read_text())["device"]
         if reused:
-            return final
-        click.echo(f"{reg} seed {seed}: mIoU {100 * final['miou']:.2f}%  {final['seconds']:.0f} s  "
-                   f"peak RSS {final.get('peak_rss_mb') or float('nan'):.0f} MB")
+            click.echo(f"{reg} seed {seed}: reusing {out}")
+        else:
+            click.echo(f"{reg} seed {seed}: mIoU {100 * final['miou']:.2f}%  {final['seconds']:.0f} s  "
+                       f"peak RSS {final.get('peak_rss_mb') or float('nan'):.0f} MB")
         return final
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        finals = dict(zip(runs, pool.map(one, runs), strict=True))
+    finals = dict(zip(runs, run_all(one, runs, jobs), strict=True))
     results = {reg: [finals[(reg, seed)] for seed in seeds] for reg in regs}
 
     lines = ["| reg | " + " | ".join(f"seed {s}" for s in seeds) +

@@ -2,8 +2,10 @@
 import json
 import math
 
+import click
 import cv2
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -12,6 +14,8 @@ import toy2d
 from benchmarks import (
     bench_keep_memory,
     bench_regularizers,
+    mask_vs_loss,
+    synthetic_semisup,
     toy2d_contour_bias,
     toy2d_fidelity,
     toy2d_speed,
@@ -190,45 +194,51 @@ def test_toy2d_fidelity_bad_dataset_is_one_line_before_any_run(tmp_path):
 
 
 def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
-    from benchmarks import synthetic_semisup
-
-    assert synthetic_semisup.settings_from_args(["--iters", "100", "--device=cpu", "--no-fused-optimizer",
-                                                 "--channels-last"]) == {
-        "iters": "100", "device": "cpu", "fused_optimizer": False, "channels_last": True}
-    out = tmp_path / "none-s0"
+    """--reuse keeps a finished run only if every setting it trained with is the one this invocation would
+    resolve: other iterations, devices or regularizer defaults (VAT's loss: var, then kld) are refused."""
+    out = tmp_path / "vat-s0"
     out.mkdir()
     (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
-    config = {"dataset": "synthetic", "reg": "none", "seed": 0, "threads": 1, "iters": 100, "device": "cuda",
-              "fused_optimizer": True}
-    (out / "config.json").write_text(json.dumps(config))
-    wanted = {"dataset": "synthetic", "reg": "none", "seed": 0, "threads": 1}
-    assert synthetic_semisup.reuse_conflicts(out, {**wanted, "iters": "100"}) == []
-    assert synthetic_semisup.reuse_conflicts(out, {**wanted, "device": "cpu", "fused_optimizer": False}) == [
-        "device=cuda (this invocation: cpu)", "fused_optimizer=True (this invocation: False)"]
-    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "none", "--seeds", "0", "--threads", "1",
-                                                         "--out-dir", str(tmp_path), "--reuse", "--", "--device",
-                                                         "cpu"])
-    assert result.exit_code == 1 and "device=cuda (this invocation: cpu)" in result.output, result.output
-    assert "Traceback" not in result.output
+    config = synthetic_semisup.resolved_config(synthetic_semisup.train_args("vat", 0, out, 1, ["--device", "cpu"]))
+    assert config["cons_loss"] == "kld" and config["iters"] == 2500 and config["dataset"] == "synthetic"
 
-    # a run made before a regularizer default changed (VAT's loss: var, then kld) is not reused as the new default
-    vat = tmp_path / "vat-s0"
-    vat.mkdir()
-    (vat / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
-    (vat / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "vat", "seed": 0, "threads": 1,
-                                                 "cons_weight": 0.1, "cons_loss": "var", "device": "cpu"}))
-    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "vat", "--seeds", "0", "--threads", "1",
-                                                         "--out-dir", str(tmp_path), "--reuse"])
-    assert result.exit_code == 1 and "cons_loss=var (this invocation: kld)" in result.output, result.output
-    result = CliRunner().invoke(synthetic_semisup.main, ["--regs", "vat", "--seeds", "0", "--threads", "1",
-                                                         "--out-dir", str(tmp_path), "--reuse", "--",
-                                                         "--cons-loss", "var"])
+    def reuse(*extra):
+        return CliRunner().invoke(synthetic_semisup.main, ["--regs", "vat", "--seeds", "0", "--threads", "1",
+                                                           "--out-dir", str(tmp_path), "--reuse", "--", *extra])
+
+    for key, value, message in (("iters", 20, "iters=20 (this invocation: 2500)"),
+                                ("cons_loss", "var", "cons_loss=var (this invocation: kld)"),
+                                ("conf_thresh", 0.5, "conf_thresh=0.5 (this invocation: 0.97)")):
+        (out / "config.json").write_text(json.dumps({**config, key: value}))
+        result = reuse("--device", "cpu")
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+    # the same settings (an option added since the run, absent from its config.json, had its default)
+    (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "freeze_bn_affine"}))
+    result = reuse("--device", "cpu")
     assert result.exit_code == 0 and "reusing" in result.output, result.output
+    result = reuse("--device", "cpu", "--cons-loss", "var")
+    assert result.exit_code == 1 and "cons_loss=kld (this invocation: var)" in result.output, result.output
+    result = reuse("--no-such-option")
+    assert result.exit_code == 1 and "the training options" in result.output and "no-such-option" in result.output
+
+
+def test_run_all_stops_starting_runs_after_a_failure():
+    started = []
+
+    def fn(item):
+        started.append(item)
+        if item == 1:
+            raise click.ClickException("run 1 failed")
+        return item * 10
+
+    assert synthetic_semisup.run_all(fn, [0, 2, 3], jobs=2) == [0, 20, 30]
+    started.clear()
+    with pytest.raises(click.ClickException, match="run 1 failed"):
+        synthetic_semisup.run_all(fn, list(range(50)), jobs=1)
+    assert started == [0, 1]  # one at a time: nothing after the failure started
 
 
 def test_mask_vs_loss_table_and_contrasts_by_hand():
-    from benchmarks import mask_vs_loss
-
     def finals(*mious):
         return [{"miou": m / 100, "seconds": 60.0} for m in mious]
 
@@ -244,19 +254,17 @@ def test_mask_vs_loss_table_and_contrasts_by_hand():
 
 
 def test_mask_vs_loss_reuses_only_its_own_cell_and_names_bad_cells(tmp_path):
-    from benchmarks import mask_vs_loss
-
     # a "no mask" run sitting where the CutMix run belongs is refused, not reused as CutMix
     out = tmp_path / "cutmix-var-s0"
     out.mkdir()
     (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
-    (out / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "cutmix", "seed": 0, "threads": 1,
-                                                 "cons_weight": 1.0, "cons_loss": "var", "mask_prop_range": "0"}))
+    args = synthetic_semisup.train_args("cutmix", 0, out, 1, ["--cons-loss=var"])
+    config = synthetic_semisup.resolved_config(args)
+    (out / "config.json").write_text(json.dumps({**config, "mask_prop_range": "0"}))
     result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix-var", "--seeds", "0", "--out-dir",
                                                     str(tmp_path), "--reuse"])
     assert result.exit_code == 1 and "mask_prop_range=0 (this invocation: 0.5)" in result.output, result.output
-    (out / "config.json").write_text(json.dumps({"dataset": "synthetic", "reg": "cutmix", "seed": 0, "threads": 1,
-                                                 "cons_weight": 1.0, "cons_loss": "var", "mask_prop_range": "0.5"}))
+    (out / "config.json").write_text(json.dumps(config))
     result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix-var", "--seeds", "0", "--out-dir",
                                                     str(tmp_path), "--reuse"])
     assert result.exit_code == 0 and "reusing" in result.output, result.output

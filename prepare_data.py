@@ -234,6 +234,15 @@ def prepare(dataset, data_dir, out_dir, workers, truncate_mean):
         if dst.resolve() == src.resolve():
             raise DataCommandError(f"--out-dir {dst} is the source folder; choose another folder for the copy")
         if (dst / PREPARED_MARK).is_file():
+            try:
+                made = json.loads((dst / PREPARED_MARK).read_text()).get("images", PREPARERS[dataset][4]["images"])
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+                made = PREPARERS[dataset][4]["images"]
+            if made != recipe["images"]:
+                flag = "--no-truncate-mean" if truncate_mean else "--truncate-mean"
+                raise DataCommandError(f"{dst} is a finished copy whose images were made {made!r}, not "
+                                       f"{recipe['images']!r}; choose another --out-dir for this one, or pass "
+                                       f"{flag} to use it as it is")
             click.echo(f"{dst} is already prepared ({PREPARED_MARK} exists)")
             return
         if (src / PREPARED_MARK).is_file():

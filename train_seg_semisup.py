@@ -179,7 +179,8 @@ def epochs_to_iters(given: dict) -> dict:
                               "--iters-per-epoch, or --lr-milestones in iterations")
         if "lr_milestones" in given:
             raise ConfigError("--lr-step-epochs and --lr-milestones both set the milestones; give one of them")
-        given = {**given, "lr_milestones": tuple(e * per_epoch for e in step_epochs)}
+        # kept beside the milestones so that errors name the option given
+        given = {**given, "lr_milestones": tuple(e * per_epoch for e in step_epochs), "lr_step_epochs": step_epochs}
     if epochs is None and per_epoch is None:
         return given
     if epochs is None or per_epoch is None:
@@ -244,14 +245,25 @@ def resolve_config(given: dict) -> dict:
     if cfg["val_seed"] is not None and not (cfg["authors_split"] and cfg["n_val"]):
         raise ConfigError("--val-seed orders the images --n-val holds out with --authors-split; give both of those "
                           "or drop --val-seed")
-    for keys, sched in ((("lr_milestones", "lr_step_gamma"), "stepped"), (("lr_poly_power",), "poly")):
+    if cfg["authors_split"] and cfg["n_val"] and cfg["val_seed"] is None:
+        cfg["val_seed"] = datapipe.AUTHORS_VAL_SEED  # saved resolved
+    milestones_option = "lr_step_epochs" if "lr_step_epochs" in given else "lr_milestones"
+    for keys, sched in (((milestones_option, "lr_step_gamma"), "stepped"), (("lr_poly_power",), "poly")):
         for key in keys:
             if key in given and cfg["lr_sched"] != sched:
                 raise ConfigError(f"--{key.replace('_', '-')} sets the {sched} schedule, but --lr-sched is "
                                   f"{cfg['lr_sched']}; add --lr-sched {sched} or drop it")
     if cfg["lr_milestones"] is not None and not all(0 < m < cfg["iters"] for m in cfg["lr_milestones"]):
+        if milestones_option == "lr_step_epochs":
+            raise ConfigError(f"--lr-step-epochs {','.join(map(str, given['lr_step_epochs']))} must lie inside the "
+                              f"run's {cfg['iters'] // cfg['eval_every']} epochs (between 0 and --num-epochs)")
         raise ConfigError(f"--lr-milestones {','.join(map(str, cfg['lr_milestones']))} must lie between 0 and "
                           f"--iters {cfg['iters']} (iterations; --lr-step-epochs counts epochs)")
+    if cfg["aug_authors_interp"] and (cfg["aug_scale_hung"] or (cfg["aug_max_scale"] is None
+                                                                and not cfg["aug_rot_mag"])):
+        raise ConfigError("--aug-authors-interp is the interpolation of the authors' rotate-and-scale crop, which "
+                          "they used with --aug-max-scale or --aug-rot-mag (the ISIC recipe) and not with the Hung "
+                          "scale; their other crops were bilinear, as ours: drop it or give one of those")
     colour_given = [key for key in COLOUR_OPTIONS if key in given]
     if colour_given and not cfg["aug_strong_colour"]:
         raise ConfigError(f"--{colour_given[0].replace('_', '-')} sets the colour augmentation, which is off; add "
@@ -744,6 +756,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
 
     # data: labelled subset, unlabelled pool, held-out validation
     if cfg["authors_split"]:  # numpy's RandomState permutations, as datapipe/datasets.py of the authors' release
+        # val_seed is None only without --n-val, where it plays no part
         val_seed = datapipe.AUTHORS_VAL_SEED if cfg["val_seed"] is None else cfg["val_seed"]
         split = datapipe.authors_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"],
                                        cfg["n_val"], val_seed)

@@ -68,7 +68,8 @@ def authors_split(n_train: int, n_sup: int | None, split_seed: int, n_unsup: int
     dataset's order: with ``n_val`` K, ``RandomState(val_seed).permutation`` orders them and its last K are
     held out; then ``perm = RandomState(split_seed).permutation`` of the rest, labelled = the first
     ``n_sup`` of ``perm``; unlabelled = all of the rest, or with ``n_unsup`` the ``n_unsup`` after the
-    labelled ones in ``perm`` (so, unlike ``random_split``, never a labelled image)."""
+    labelled ones in ``perm`` (so, unlike ``random_split``, no labelled image; with every image labelled,
+    ``n_sup=None``, the first ``n_unsup`` of ``perm``)."""
     if n_val >= n_train:
         raise DataError(f"--n-val {n_val} holds out every one of the {n_train} training images, leaving none to "
                         f"label; lower --n-val")
@@ -88,7 +89,8 @@ def authors_split(n_train: int, n_sup: int | None, split_seed: int, n_unsup: int
     else:
         rest = perm if all_labelled else perm[n_sup:]  # the authors: everything labelled → the first n_unsup
         if not 0 < n_unsup <= len(rest):
-            raise DataError(f"--n-unsup {n_unsup} must be between 1 and the {len(rest)} training images that are "
-                            f"not labelled (the authors' split never draws a labelled one)")
+            which = "training images" if all_labelled else "training images that are not labelled (the authors' " \
+                "split draws them after the labelled ones)"
+            raise DataError(f"--n-unsup {n_unsup} must be between 1 and the {len(rest)} {which}")
         unlabelled = np.sort(rest[:n_unsup])
     return Split(labelled.astype(np.int64), unlabelled.astype(np.int64), np.sort(held_out).astype(np.int64))

@@ -12,7 +12,9 @@ from PIL import Image
 
 import toy2d
 from benchmarks import (
+    bench_colour,
     bench_keep_memory,
+    bench_masks,
     bench_regularizers,
     mask_vs_loss,
     synthetic_semisup,
@@ -114,20 +116,12 @@ def test_keep_memory_benchmark_bad_regularizer_is_one_line(tmp_path):
 
 
 def test_mask_benchmark_compares_equal_masks():
-    from click.testing import CliRunner
-
-    from benchmarks import bench_masks
-
     result = CliRunner().invoke(bench_masks.main, ["--batch", "3", "--size", "24", "--repeats", "2"])
     assert result.exit_code == 0, result.output
     assert "| cow, matrix products |" in result.output and "| classmix, per image |" in result.output
 
 
 def test_colour_benchmark_compares_the_hue_shifts():
-    from click.testing import CliRunner
-
-    from benchmarks import bench_colour
-
     result = CliRunner().invoke(bench_colour.main, ["--height", "9", "--width", "13", "--repeats", "2"])
     assert result.exit_code == 0, result.output
     assert "| hue shift, torchvision |" in result.output and "| whole jitter (ours) |" in result.output

@@ -235,6 +235,23 @@ def test_isic_masks_test_set_jaccard_and_hole_filling(tmp_path):
     assert config["cons_weight"] == 1.0 and config["n_sup"] == 2 and config["arch"] == "unet_small"
 
 
+def test_fill_holes_padded_reaches_the_evaluation(tmp_path, monkeypatch):
+    root = make_isic(tmp_path / "isic")
+    seen = []
+    evaluate = train_seg_semisup.evaluation.evaluate
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["postprocess"] is not None, kwargs["postprocess_padded"]))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_seg_semisup.evaluation, "evaluate", spy)
+    for name, extra in (("plain", ["--no-bin-fill-holes"]), ("filled", []), ("padded", ["--fill-holes-padded"])):
+        result = run(["--dataset", "isic2017", "--data-dir", str(root), "--n-sup", "2", "--out-dir",
+                      str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    assert sorted(set(seen)) == [(False, False), (True, False), (True, True)]
+
+
 def test_camvid_void_is_ignored_and_test_set_scored(tmp_path):
     root = make_camvid(tmp_path / "CamVid")
     bundle = datapipe.build_dataset("camvid", data_dir=str(root))
@@ -518,6 +535,13 @@ def test_prepare_cityscapes_truncated_means_and_no_mixed_resume(tmp_path):
                                                    str(out), *extra])
         assert result.exit_code == 0, result.output
     assert "rounded down" in json.loads((truncated / "prepared.json").read_text())["images"]
+    # a finished copy made the other way is not taken for this one
+    result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src), "--out-dir",
+                                               str(rounded), "--truncate-mean"])
+    assert result.exit_code == 1 and "choose another --out-dir" in result.output, result.output
+    result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src), "--out-dir",
+                                               str(truncated), "--truncate-mean"])
+    assert result.exit_code == 0 and "already prepared" in result.output, result.output
     source = datapipe.build_dataset("cityscapes", data_dir=str(src)).train.load_image(0).astype(int)
     means = source.reshape(2, 2, 2, 2, 3).sum(axis=(1, 3))
     assert ((means % 4) != 0).any()  # some means are not whole: the two roundings differ

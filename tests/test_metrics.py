@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from evaluation import ConfusionMatrix, evaluate, mean_iou, per_class_iou
+from evaluation import ConfusionMatrix, evaluate, fill_holes, mean_iou, per_class_iou
 
 
 def test_miou_of_hand_computed_matrix_with_ignore():
@@ -75,8 +75,6 @@ def test_hole_filling_of_a_padded_batch_sees_each_image_alone():
     """A batch padded to its largest image (``crop``: each image's top, left, height, width): hole filling
     runs on each image's own pixels, so background touching an image's edge stays background even when the
     network calls the padding foreground."""
-    from evaluation import fill_holes
-
     class Foreground(torch.nn.Module):  # class 1 wherever channel 0 is below 0.5, per pixel
         def forward(self, x):
             return torch.cat([torch.zeros_like(x[:, :1]), 0.5 - x[:, :1]], 1)
@@ -98,8 +96,6 @@ def test_hole_filling_of_a_padded_batch_sees_each_image_alone():
 def test_hole_filling_on_the_padded_prediction_fills_edge_notches():
     """--fill-holes-padded (the authors' ISIC evaluation): holes are filled on the prediction of the input padded
     to the network's multiple, where padding predicted as foreground encloses a background notch at the edge."""
-    from evaluation import fill_holes
-
     class Foreground(torch.nn.Module):  # class 1 wherever channel 0 is below 0.5 (the padding, 0, included)
         input_multiple = 16
 

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import architectures
+import datapipe
 import regularizers
 import train_seg_semisup
 from train_seg_semisup import lr_factor
@@ -443,10 +444,17 @@ def test_lr_schedule_options_reach_the_optimizer(tmp_path):
     (["--lr-sched", "stepped", "--lr-step-epochs", "1"], "--lr-step-epochs counts epochs of --iters-per-epoch"),
     (["--lr-sched", "stepped", "--lr-milestones", "3,2"], "milestones must be positive and increasing"),
     (["--lr-sched", "stepped", "--lr-milestones", "a"], "expected milestones as comma-separated integers"),
+    (["--num-epochs", "2", "--iters-per-epoch", "2", "--lr-step-epochs", "1"],
+     "--lr-step-epochs sets the stepped schedule"),
+    (["--num-epochs", "2", "--iters-per-epoch", "2", "--lr-sched", "stepped", "--lr-step-epochs", "2"],
+     "--lr-step-epochs 2 must lie inside the run's 2 epochs"),
     (["--fill-holes-padded"], "--fill-holes-padded says where --bin-fill-holes fills holes, which is off"),
+    (["--aug-authors-interp"], "--aug-authors-interp is the interpolation of the authors' rotate-and-scale crop"),
+    (["--aug-authors-interp", "--aug-scale-hung"], "not with the Hung scale"),
 ])
 def test_schedule_and_evaluation_option_errors(tmp_path, args, message):
-    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, *args, "--out-dir", str(tmp_path / "run")])
+    base = [*TINY[:8], *TINY[12:]] if "--num-epochs" in args else TINY  # epochs replace --iters/--eval-every
+    result = CliRunner().invoke(train_seg_semisup.main, [*base, *args, "--out-dir", str(tmp_path / "run")])
     lines = result.output.strip().splitlines()
     assert result.exit_code in (1, 2) and len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "run").exists()
@@ -470,3 +478,15 @@ def test_freeze_bn_affine_trains_statistics_not_weights(tmp_path):
     assert any(not torch.equal(end[f"{layer}.running_mean"], start[f"{layer}.running_mean"]) for layer in bn)
     convs = [k for k in start if k.endswith(".weight") and start[k].dim() == 4]
     assert any(not torch.equal(end[k], start[k]) for k in convs)
+
+
+def test_authors_split_with_a_hold_out_saves_its_resolved_seed(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "--reg", "none", "--authors-split", "--n-val", "3", "--split-seed", "7", "--out-dir",
+                  str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["val_seed"] == 131  # the authors' default, resolved
+    expected = datapipe.authors_split(24, 6, 7, n_val=3, val_seed=131)
+    assert json.loads((out / "split.json").read_text()) == expected.as_dict()
+    assert json.loads((out / "final.json").read_text())["eval_set"] == "held_out"
+

@@ -63,7 +63,7 @@ GLOBAL_DEFAULTS = {
     "split_seed": None,  # None: --seed
     "split_file": None,  # text list of training images matched by id; the first --n-sup are labelled
     "authors_split": False,  # draw the split with the authors' RandomState permutations
-    "val_seed": None,  # --authors-split with --n-val: seed of the hold-out (None: the authors' 131)
+    "val_seed": None,  # --authors-split: seed of --n-val's hold-out (None: the authors' 131, set when resolved)
     "iters": 40000,  # the paper: 40 epochs × 1000 iterations
     "eval_every": 1000,
     "batch_size": 10,
@@ -245,7 +245,7 @@ def resolve_config(given: dict) -> dict:
     if cfg["val_seed"] is not None and not (cfg["authors_split"] and cfg["n_val"]):
         raise ConfigError("--val-seed orders the images --n-val holds out with --authors-split; give both of those "
                           "or drop --val-seed")
-    if cfg["authors_split"] and cfg["n_val"] and cfg["val_seed"] is None:
+    if cfg["authors_split"] and cfg["val_seed"] is None:
         cfg["val_seed"] = datapipe.AUTHORS_VAL_SEED  # saved resolved
     milestones_option = "lr_step_epochs" if "lr_step_epochs" in given else "lr_milestones"
     for keys, sched in (((milestones_option, "lr_step_gamma"), "stepped"), (("lr_poly_power",), "poly")):
@@ -756,10 +756,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
 
     # data: labelled subset, unlabelled pool, held-out validation
     if cfg["authors_split"]:  # numpy's RandomState permutations, as datapipe/datasets.py of the authors' release
-        # val_seed is None only without --n-val, where it plays no part
-        val_seed = datapipe.AUTHORS_VAL_SEED if cfg["val_seed"] is None else cfg["val_seed"]
         split = datapipe.authors_split(len(bundle.train), cfg["n_sup"], cfg["split_seed"], cfg["n_unsup"],
-                                       cfg["n_val"], val_seed)
+                                       cfg["n_val"], cfg["val_seed"])
     elif cfg["split_file"] is not None:  # lines matched to training images by id
         ids = [bundle.train.sample_id(i) for i in range(len(bundle.train))]
         split = datapipe.split_from_file(cfg["split_file"], ids, cfg["n_sup"], cfg["n_unsup"], cfg["n_val"],

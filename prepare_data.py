@@ -128,6 +128,17 @@ PREPARERS = {
 }
 
 
+def images_made(mark: Path, dataset: str) -> str:
+    """How the images of the copy that ``mark`` (prepared.json or the unfinished mark) belongs to were made; a
+    mark that does not say (written before it recorded this, or unreadable) means the default."""
+    default = PREPARERS[dataset][4]["images"]
+    try:
+        made = json.loads(mark.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return default
+    return made.get("images", default) if isinstance(made, dict) else default
+
+
 # ----------------------------------------------------------------------------- splits: restricted unpickling
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -234,10 +245,7 @@ def prepare(dataset, data_dir, out_dir, workers, truncate_mean):
         if dst.resolve() == src.resolve():
             raise DataCommandError(f"--out-dir {dst} is the source folder; choose another folder for the copy")
         if (dst / PREPARED_MARK).is_file():
-            try:
-                made = json.loads((dst / PREPARED_MARK).read_text()).get("images", PREPARERS[dataset][4]["images"])
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-                made = PREPARERS[dataset][4]["images"]
+            made = images_made(dst / PREPARED_MARK, dataset)
             if made != recipe["images"]:
                 flag = "--no-truncate-mean" if truncate_mean else "--truncate-mean"
                 raise DataCommandError(f"{dst} is a finished copy whose images were made {made!r}, not "
@@ -250,14 +258,9 @@ def prepare(dataset, data_dir, out_dir, workers, truncate_mean):
                                    f"is, or pass the original download as --data-dir")
         unfinished = {"dataset": dataset, "source": str(src), "images": recipe["images"]}
         if (dst / UNFINISHED_MARK).is_file():  # resuming: the samples made so far must match the rest
-            try:
-                before = json.loads((dst / UNFINISHED_MARK).read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                before = {}
-            # a copy begun before the mark recorded this was made with the default
-            if before.get("images", PREPARERS[dataset][4]["images"]) != recipe["images"]:
+            made = images_made(dst / UNFINISHED_MARK, dataset)
+            if made != recipe["images"]:
                 flag = "--no-truncate-mean" if truncate_mean else "--truncate-mean"
-                made = before.get("images", PREPARERS[dataset][4]["images"])
                 raise DataCommandError(f"{dst} is an unfinished copy whose images were made {made!r}; "
                                        f"resume it with {flag}, or choose another --out-dir")
         jobs = make_jobs(src, dst)

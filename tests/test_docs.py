@@ -149,3 +149,18 @@ def test_nothing_shipped_cites_the_unshipped_design_spec():
         pytest.skip("not a git checkout")
     citing = [f for f in files if f != "tests/test_docs.py" and "SPEC §" in (ROOT / f).read_text(encoding="utf-8")]
     assert not citing
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_option_of_the_scripts_is_in_the_readme(script):
+    """Every option a user can give the scripts is named in the README (by its name or an alias)."""
+    readme = (ROOT / "README.md").read_text()
+    command = click_command(SCRIPTS[script])
+    commands = list(command.commands.values()) if isinstance(command, click.Group) else [command]
+    missing = []
+    for sub in commands:
+        for param in sub.params:
+            names = [n for n in getattr(param, "opts", []) + getattr(param, "secondary_opts", []) if n.startswith("--")]
+            if names and not any(re.search(re.escape(n) + r"(?![\w-])", readme) for n in names):
+                missing.append(f"{sub.name} {names[0]}")
+    assert not missing, f"options of {script} the README never names: {missing}"

@@ -2,7 +2,8 @@
 
 THE PROTOCOL (fixed 2026-12-03 before any of its runs; the synthetic benchmark's protocol, see
 ``benchmarks/synthetic_semisup.py``: recipe defaults, 2,500 iterations, 100 labels, final teacher, seeds
-0, 1, 2, one torch thread per run). A 2 × 2 design plus the supervised baseline, all at one commit:
+0, 1, 2, one torch thread per run). A 2 × 2 design plus the supervised baseline, run by
+one invocation (runs do not record the commit: leave the code's defaults unchanged while it runs):
 
     perturbation  CutMix (the paper's: one box of half the area)  |  no mask (``--mask-prop-range 0``)
     loss          ``var`` (the paper's squared error of probabilities, fraction-scaled by confidence)
@@ -64,7 +65,6 @@ def markdown(results: dict[str, list[dict]], seeds: list[int]) -> str:
     for cell, finals in results.items():
         reg, extra = CELLS[cell]
         mious = [100 * f["miou"] for f in finals]
-        gains = ""
         if base is not None and cell != "none":
             diffs = [m - 100 * b["miou"] for m, b in zip(mious, base, strict=True)]
             gains = ", ".join(f"{d:+.2f}" for d in diffs) + f" | {statistics.mean(diffs):+.2f}"

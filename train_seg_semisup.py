@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import math
+import platform
 import shutil
 import signal
 import socket
@@ -31,10 +32,12 @@ import warnings
 from pathlib import Path
 
 import click
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import torchvision
 from PIL import Image
 
 try:
@@ -506,6 +509,60 @@ def set_torch_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
+def code_version(root: Path | None = None) -> dict:
+    """The git commit of the code in ``root`` and whether it has uncommitted changes (None for both where
+    ``root`` is not a git checkout or git is missing): which code produced a run. Default: this file's folder."""
+    root = root or Path(__file__).resolve().parent
+
+    def git(*args):
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "uncommitted_changes": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "uncommitted_changes": None if status is None else bool(status.strip())}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def environment_record(device: torch.device, start_iter: int, procs: Processes) -> dict:
+    """What ran this part of a run (one entry of environment.json per start or --resume): the code's commit,
+    the process's command line, the library versions and the machine. Not settings: --reuse and --resume ignore it."""
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_iter": start_iter,
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]], **code_version(),
+            "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__, "host": platform.node(),
+            "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "processes": procs.world}
+
+
+def append_environment(out: Path, record: dict) -> None:
+    """Add ``record`` to ``out/environment.json`` (a list: the first start, then each --resume)."""
+    path = out / "environment.json"
+    try:
+        records = json.loads(path.read_text()) if path.is_file() else []
+    except json.JSONDecodeError:  # a damaged record of earlier parts is kept aside, not lost
+        os.replace(path, path.with_suffix(".json.damaged"))
+        records = []
+    write_json(path, [*records, record] if isinstance(records, list) else [record])
+
+
 def jsonable(cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
@@ -841,6 +898,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
+    if procs.main:
+        append_environment(out, environment_record(device, start_iter, procs))
     procs.barrier()  # no process writes into the run directory before process 0 has made it anew
     seconds_before = ckpt.get("seconds", 0.0) if cfg["resume"] else 0.0
     t0 = time.time()

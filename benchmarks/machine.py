@@ -1,20 +1,11 @@
 """What machine a benchmark ran on, for the tables it prints."""
 from __future__ import annotations
 
-import platform
 import statistics
-from pathlib import Path
 
+from train_seg_semisup import cpu_model  # what a run records in environment.json
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+__all__ = ["cpu_model", "print_median_table"]
 
 
 def print_median_table(setting: str, first_column: str, unit: str, times: dict[str, list[float]]) -> None:

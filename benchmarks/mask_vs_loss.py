@@ -3,7 +3,7 @@
 THE PROTOCOL (fixed 2026-12-03 before any of its runs; the synthetic benchmark's protocol, see
 ``benchmarks/synthetic_semisup.py``: recipe defaults, 2,500 iterations, 100 labels, final teacher, seeds
 0, 1, 2, one torch thread per run). A 2 × 2 design plus the supervised baseline, run by
-one invocation (runs do not record the commit: leave the code's defaults unchanged while it runs):
+one invocation (leave the code's defaults unchanged while it runs; each run's environment.json records its commit):
 
     perturbation  CutMix (the paper's: one box of half the area)  |  no mask (``--mask-prop-range 0``)
     loss          ``var`` (the paper's squared error of probabilities, fraction-scaled by confidence)

@@ -17,7 +17,8 @@ Usage:
 
 --reuse keeps a run that wrote final.json only if its config.json holds every setting this invocation would
 train with (iterations, device, threads, each regularizer's defaults of today...); any difference is an error
-naming it. The commit is not recorded: after a change to the code, use a new --out-dir.
+naming it. The code is not compared: each run records its commit in environment.json, and --reuse prints a
+note for a run made with other code than this checkout's (after a change to the code, prefer a new --out-dir).
 """
 from __future__ import annotations
 
@@ -99,8 +100,26 @@ def reuse_or_run(reg: str, seed: int, out: Path, threads: int, extra: list[str],
         if conflicts:
             raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another --out-dir "
                                        f"or move that run away")
+        note = commit_note(out)
+        if note:
+            click.echo(f"note: {note}")
         return json.loads((out / "final.json").read_text()), True
     return run_one(reg, seed, out, threads, extra), False
+
+
+def commit_note(out: Path) -> str | None:
+    """A line saying that the run in ``out`` ran with other code than this checkout's (another commit,
+    uncommitted changes, or no record of its commit); None when it ran at this checkout's clean commit."""
+    now = train_seg_semisup.code_version()
+    path = out / "environment.json"
+    records = json.loads(path.read_text()) if path.is_file() else []
+    ran = sorted({r.get("commit") or "unknown" for r in records} |
+                 ({"uncommitted changes"} if any(r.get("uncommitted_changes") for r in records) else set()))
+    if records and ran == [now["commit"]] and not now["uncommitted_changes"]:
+        return None
+    return (f"{out} ran with code {', '.join(ran) if records else 'not recorded (before environment.json)'}; "
+            f"this checkout is {now['commit'] or 'not a git checkout'}"
+            f"{' with uncommitted changes' if now['uncommitted_changes'] else ''}: settings are compared, code is not")
 
 
 def run_all(fn, items: list, jobs: int) -> list:

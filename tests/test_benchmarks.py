@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import toy2d
+import train_seg_semisup
 from benchmarks import (
     bench_colour,
     bench_keep_memory,
@@ -210,6 +211,15 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "freeze_bn_affine"}))
     result = reuse("--device", "cpu")
     assert result.exit_code == 0 and "reusing" in result.output, result.output
+    assert "not recorded (before environment.json)" in result.output  # the code is noted, not compared
+    now = train_seg_semisup.code_version()
+    (out / "environment.json").write_text(json.dumps([{"start_iter": 0, **now}]))
+    result = reuse("--device", "cpu")
+    assert result.exit_code == 0 and ("note:" in result.output) == (not now["commit"] or now["uncommitted_changes"])
+    (out / "environment.json").write_text(json.dumps([{"start_iter": 0, "commit": "0" * 40,
+                                                       "uncommitted_changes": False}]))
+    result = reuse("--device", "cpu")
+    assert result.exit_code == 0 and f"ran with code {'0' * 40}; this checkout is" in result.output, result.output
     result = reuse("--device", "cpu", "--cons-loss", "var")
     assert result.exit_code == 1 and "cons_loss=kld (this invocation: var)" in result.output, result.output
     result = reuse("--no-such-option")

@@ -2,6 +2,7 @@
 import copy
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,28 @@ def test_seed_reproduces_and_resume_is_exact(tmp_path):
         torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
     metrics_c = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert [m["iter"] for m in metrics_c] == [2, 4]
+    # environment.json: one record per part of the run, the code's commit and the versions in each
+    records = json.loads((tmp_path / "c" / "environment.json").read_text())
+    assert [r["start_iter"] for r in records] == [0, 2]
+    assert all(isinstance(word, str) for word in records[1]["command"])  # this process's argv (pytest's here)
+    assert records[0]["torch"] == torch.__version__ and records[0]["device"] == "cpu"
+    assert {"commit", "uncommitted_changes", "numpy", "opencv", "host"} <= records[0].keys()
+
+
+def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):
+    assert train_seg_semisup.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "new.txt").write_text("untracked files are not changes to the code\n")
+    assert train_seg_semisup.code_version(tmp_path) == {"commit": head, "uncommitted_changes": False}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert train_seg_semisup.code_version(tmp_path) == {"commit": head, "uncommitted_changes": True}
 
 
 def with_dropout(monkeypatch):

@@ -1300,5 +1300,53 @@ def main(**given):
         procs.stop()
 
 
+# ----------------------------------------------------------------------------- reusing finished runs
+
+# config entries that do not change what a run computes
+NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers"}
+
+
+def resolved_config(args: list[str]) -> dict:
+    """The configuration ``train_seg_semisup.py ARGS`` trains with, as its ``config.json`` holds it."""
+    try:
+        ctx = main.make_context("train_seg_semisup.py", list(args))
+        cfg, _ = resolve_config({**ctx.params, "processes": None})
+    except click.ClickException as err:
+        raise click.ClickException(f"the training options {' '.join(args)}: {err.format_message()}") from None
+    cfg["processes"] = 1  # what a run in one process records
+    return json.loads(json.dumps(jsonable(cfg)))
+
+
+def config_conflicts(out: Path, wanted: dict) -> list[str]:
+    """The settings of the run in ``out`` that differ from ``wanted``, the resolved configuration this
+    invocation would train with (empty: it may be reused). An option the run's config.json lacks was added
+    since; the run had its default."""
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        return [f"{config_path} is missing"]
+    config = json.loads(config_path.read_text())
+    differ = []
+    for key, value in wanted.items():
+        have = config.get(key, GLOBAL_DEFAULTS.get(key))
+        if key not in NOT_SETTINGS and have != value:
+            differ.append(f"{key}={have} (this invocation: {value})")
+    return differ
+
+
+def commit_note(out: Path) -> str | None:
+    """A line saying that the run in ``out`` ran with other code than this checkout's (another commit,
+    uncommitted changes, or no record of its commit); None when it ran at this checkout's clean commit."""
+    now = code_version()
+    path = out / "environment.json"
+    records = json.loads(path.read_text()) if path.is_file() else []
+    ran = sorted({r.get("commit") or "unknown" for r in records} |
+                 ({"uncommitted changes"} if any(r.get("uncommitted_changes") for r in records) else set()))
+    if records and ran == [now["commit"]] and not now["uncommitted_changes"]:
+        return None
+    return (f"{out} ran with code {', '.join(ran) if records else 'not recorded (before environment.json)'}; "
+            f"this checkout is {now['commit'] or 'not a git checkout'}"
+            f"{' with uncommitted changes' if now['uncommitted_changes'] else ''}: settings are compared, code is not")
+
+
 if __name__ == "__main__":
     main()

@@ -61,65 +61,20 @@ def run_one(reg: str, seed: int, out: Path, threads: int, extra: list[str]) -> d
     return final
 
 
-# config entries that do not change what a run computes
-NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers"}
-
-
-def resolved_config(args: list[str]) -> dict:
-    """The configuration ``train_seg_semisup.py ARGS`` trains with, as its ``config.json`` holds it."""
-    try:
-        ctx = train_seg_semisup.main.make_context("train_seg_semisup.py", list(args))
-        cfg, _ = train_seg_semisup.resolve_config({**ctx.params, "processes": None})
-    except click.ClickException as err:
-        raise click.ClickException(f"the training options {' '.join(args)}: {err.format_message()}") from None
-    cfg["processes"] = 1  # what a run in one process records
-    return json.loads(json.dumps(train_seg_semisup.jsonable(cfg)))
-
-
-def reuse_conflicts(out: Path, wanted: dict) -> list[str]:
-    """The settings of the run in ``out`` that differ from ``wanted``, the resolved configuration this
-    invocation would train with (empty: it may be reused). An option the run's config.json lacks was added
-    since; the run had its default."""
-    config_path = out / "config.json"
-    if not config_path.is_file():
-        return [f"{config_path} is missing"]
-    config = json.loads(config_path.read_text())
-    differ = []
-    for key, value in wanted.items():
-        have = config.get(key, train_seg_semisup.GLOBAL_DEFAULTS.get(key))
-        if key not in NOT_SETTINGS and have != value:
-            differ.append(f"{key}={have} (this invocation: {value})")
-    return differ
-
-
 def reuse_or_run(reg: str, seed: int, out: Path, threads: int, extra: list[str], reuse: bool) -> tuple[dict, bool]:
     """(final.json, reused): with ``reuse``, the finished run in ``out`` when every setting it ran with is this
     invocation's (a table mixing devices, iterations or defaults of another day would mislead); else a new run."""
     if reuse and (out / "final.json").is_file():
-        conflicts = reuse_conflicts(out, resolved_config(train_args(reg, seed, out, threads, extra)))
+        conflicts = train_seg_semisup.config_conflicts(
+            out, train_seg_semisup.resolved_config(train_args(reg, seed, out, threads, extra)))
         if conflicts:
             raise click.ClickException(f"--reuse: {out} ran with {'; '.join(conflicts)}; choose another --out-dir "
                                        f"or move that run away")
-        note = commit_note(out)
+        note = train_seg_semisup.commit_note(out)
         if note:
             click.echo(f"note: {note}")
         return json.loads((out / "final.json").read_text()), True
     return run_one(reg, seed, out, threads, extra), False
-
-
-def commit_note(out: Path) -> str | None:
-    """A line saying that the run in ``out`` ran with other code than this checkout's (another commit,
-    uncommitted changes, or no record of its commit); None when it ran at this checkout's clean commit."""
-    now = train_seg_semisup.code_version()
-    path = out / "environment.json"
-    records = json.loads(path.read_text()) if path.is_file() else []
-    ran = sorted({r.get("commit") or "unknown" for r in records} |
-                 ({"uncommitted changes"} if any(r.get("uncommitted_changes") for r in records) else set()))
-    if records and ran == [now["commit"]] and not now["uncommitted_changes"]:
-        return None
-    return (f"{out} ran with code {', '.join(ran) if records else 'not recorded (before environment.json)'}; "
-            f"this checkout is {now['commit'] or 'not a git checkout'}"
-            f"{' with uncommitted changes' if now['uncommitted_changes'] else ''}: settings are compared, code is not")
 
 
 def run_all(fn, items: list, jobs: int) -> list:

@@ -194,7 +194,7 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
     out = tmp_path / "vat-s0"
     out.mkdir()
     (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
-    config = synthetic_semisup.resolved_config(synthetic_semisup.train_args("vat", 0, out, 1, ["--device", "cpu"]))
+    config = train_seg_semisup.resolved_config(synthetic_semisup.train_args("vat", 0, out, 1, ["--device", "cpu"]))
     assert config["cons_loss"] == "kld" and config["iters"] == 2500 and config["dataset"] == "synthetic"
 
     def reuse(*extra):
@@ -263,7 +263,7 @@ def test_mask_vs_loss_reuses_only_its_own_cell_and_names_bad_cells(tmp_path):
     out.mkdir()
     (out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
     args = synthetic_semisup.train_args("cutmix", 0, out, 1, ["--cons-loss=var"])
-    config = synthetic_semisup.resolved_config(args)
+    config = train_seg_semisup.resolved_config(args)
     (out / "config.json").write_text(json.dumps({**config, "mask_prop_range": "0"}))
     result = CliRunner().invoke(mask_vs_loss.main, ["--cells", "cutmix-var", "--seeds", "0", "--out-dir",
                                                     str(tmp_path), "--reuse"])

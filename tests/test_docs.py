@@ -24,6 +24,7 @@ SCRIPTS = {  # file → module holding its click command or group
     "toy2d.py": "toy2d",
     "prepare_data.py": "prepare_data",
     "patch_distances.py": "patch_distances",
+    "paper_tables.py": "experiments.paper_tables",
 }
 OUTSIDE_OPTIONS = {  # options of the outside tools the README shows
     "--nproc-per-node", "--nproc_per_node", "--nnodes", "--node-rank", "--master-addr", "--master-port",
@@ -83,7 +84,7 @@ def shell_lines(text: str) -> list[str]:
 def target_of(tokens: list[str]) -> tuple[str, list[str]] | None:
     """(module, arguments) of a command line that runs one of the project's commands, else None."""
     for i, token in enumerate(tokens):
-        if token == "-m" and i + 1 < len(tokens) and tokens[i + 1].startswith("benchmarks."):
+        if token == "-m" and i + 1 < len(tokens) and tokens[i + 1].startswith(("benchmarks.", "experiments.")):
             return tokens[i + 1], tokens[i + 2:]
         script = token.split("/")[-1]
         if token.startswith("benchmarks/") and token.endswith(".py"):
@@ -113,6 +114,11 @@ def test_a_documented_command_uses_only_options_it_has(doc, line):
         return  # a command of another tool (pip, pytest, bash)
     module, args = found
     args = [a.strip("[]") for a in args]  # optional parts written as [--option VALUE]
+    if "--" in args:  # what follows goes to every training run (benchmarks, experiments)
+        args, passed = args[:args.index("--")], args[args.index("--") + 1:]
+        used = {a.split("=", 1)[0] for a in passed if a.startswith("--")}
+        known = option_names(click_command("train_seg_semisup"))
+        assert used <= known, f"{doc}: {sorted(used - known)} after -- are not training options: {line!r}"
     command = click_command(module)
     if isinstance(command, click.Group):
         positional = [a for a in args if not a.startswith("-")]

@@ -1,0 +1,375 @@
+"""The paper's segmentation tables: the commands of their runs, running them, and a table of the results.
+
+    python -m experiments.paper_tables commands --table cityscapes --data-dir data/cityscapes_half
+    python -m experiments.paper_tables run --table cityscapes --data-dir data/cityscapes_half -- --device cuda:0
+    python -m experiments.paper_tables run --table cityscapes --data-dir data/cityscapes_half --shard 1/4
+    python -m experiments.paper_tables summarize runs/paper
+
+``commands`` prints one training command per line (for a job array or ``xargs -P``); ``run`` runs them one
+at a time, skipping the finished ones (whose settings must be this invocation's) and resuming the ones that
+stopped; ``summarize`` reads the runs under a folder — these or any others — and prints mIoU mean ± std over
+seeds per data set, network, perturbation and labelled count, beside the published number where the paper
+has one. Each table is the paper's protocol: its data set's recipe (train_seg_semisup.py), the labelled
+counts, the seeds and split seeds of the paper or of the authors' scripts. Options after ``--`` go to every
+training run (``--device``, ``--threads``...); the ones that name a run (data set, network, perturbation,
+labels, seeds, run directory) are this script's own.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+import architectures
+import cli_errors
+import train_seg_semisup
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = None  # the labelled count "every training image"
+
+
+@dataclass(frozen=True)
+class Table:
+    dataset: str
+    arch: str  # the paper's network; --arch chooses another
+    labels: tuple  # labelled counts of the table; ALL = every training image
+    seeds: tuple  # --seed (= --split-seed) of each repeat
+    authors_split: bool  # the authors' RandomState draw of the labelled images (their seeds, their images)
+    needs_split_file: bool  # the labelled images are the first N lines of a public order file
+    note: str
+
+
+TABLES = {
+    "pascal_aug": Table("pascal_aug", "deeplabv2_resnet101", (106, 212, 529, 1323, ALL), (0,), False, True,
+                        "Pascal VOC aug, Mittal et al. split (one split; --seeds for repeats)"),
+    "cityscapes": Table("cityscapes", "deeplabv2_resnet101", (100, 372, 744, ALL),
+                        (12345, 23456, 34567, 45678, 56789), True, False,
+                        "Cityscapes, half resolution, the authors' five split seeds"),
+    "isic2017": Table("isic2017", "densenet161_unet", (50,), (12345, 23456, 78901, 89012, 90123), True, False,
+                      "ISIC 2017, 248×248 copy, seeds of the authors' script"),
+}
+
+# Published mIoU (%): (dataset, arch, reg) → {labelled count: mIoU}; the paper's tables, supplement Table 1
+_PASCAL_COUNTS = (106, 212, 529, 1323, 10582)
+PUBLISHED = {
+    ("pascal_aug", arch, reg): dict(zip(_PASCAL_COUNTS, values, strict=True))
+    for (arch, reg), values in {
+        ("deeplabv2_resnet101", "none"): (33.09, 43.15, 52.05, 60.56, 72.59),
+        ("deeplabv2_resnet101", "cutmix"): (53.79, 64.81, 66.48, 67.60, 72.54),
+        ("deeplabv3plus_resnet101", "none"): (37.95, 48.35, 59.19, 66.58, 76.70),
+        ("deeplabv3plus_resnet101", "cutmix"): (59.52, 67.05, 69.57, 72.45, 76.73),
+        ("densenet161_unet", "none"): (29.22, 39.92, 50.31, 60.65, 72.30),
+        ("densenet161_unet", "cutmix"): (54.19, 63.81, 66.57, 66.78, 72.02),
+        ("pspnet_resnet101", "none"): (36.69, 46.96, 59.02, 66.67, 77.59),
+        ("pspnet_resnet101", "cutmix"): (67.20, 68.80, 73.33, 74.11, 77.42),
+    }.items()
+} | {
+    ("cityscapes", "deeplabv2_resnet101", "cutmix"): {100: 51.20, 372: 60.34, 744: 63.87, 2975: 67.68},
+    ("isic2017", "densenet161_unet", "cutmix"): {50: 74.57},
+}
+
+# options that name a run: this script sets them, so they may not come after --
+RUN_NAMING = {"--dataset", "--arch", "--reg", "--n-sup", "--n_sup", "--seed", "--split-seed", "--split_seed",
+              "--split-file", "--split_file", "--authors-split", "--out-dir", "--out_dir", "--data-dir", "--data_dir",
+              "--overwrite", "--resume"}
+# options that --resume accepts besides --iters (train_seg_semisup.RESUME_OPTIONS): where the run continues
+RESUME_FLAGS = {"--device", "--threads", "--num-workers", "--num_workers", "--iters"}
+
+
+@dataclass(frozen=True)
+class Run:
+    out: Path
+    args: tuple  # options of train_seg_semisup.py
+
+
+def option_names(extra: list[str]) -> list[str]:
+    return [token.split("=", 1)[0] for token in extra if token.startswith("--")]
+
+
+def plan(table: Table, arch: str, regs: list[str], labels: list, seeds: list[int], data_dir: str | None,
+         split_file: str | None, out_root: Path, extra: list[str]) -> list[Run]:
+    """Every run of the table, in the order a table fills: labelled count, then perturbation, then seed."""
+    runs = []
+    for n in labels:
+        for reg in regs:
+            for seed in seeds:
+                out = out_root / table.dataset / arch / f"{reg}-n{'all' if n is ALL else n}-s{seed}"
+                args = [f"--dataset={table.dataset}", f"--arch={arch}", f"--reg={reg}", f"--seed={seed}"]
+                if n is not ALL:
+                    args.append(f"--n-sup={n}")
+                    if table.needs_split_file:
+                        args.append(f"--split-file={split_file}")
+                    elif table.authors_split:
+                        args += ["--authors-split", f"--split-seed={seed}"]
+                if data_dir:
+                    args.append(f"--data-dir={data_dir}")
+                runs.append(Run(out, (*args, f"--out-dir={out}", *extra)))
+    return runs
+
+
+def parse_labels(text: str | None, table: Table) -> list:
+    if text is None:
+        return list(table.labels)
+    labels = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "all":
+            labels.append(ALL)
+        elif item.isdigit() and int(item) > 0:
+            labels.append(int(item))
+        else:
+            raise click.BadParameter(f"{item!r} is not a labelled count; give positive integers or 'all', "
+                                     f"e.g. 100,372,all", param_hint="--labels")
+    return labels
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        k = n = -1
+    if not 0 <= k < n:
+        raise click.BadParameter(f"{text!r}: give K/N with 0 ≤ K < N, e.g. 0/4 … 3/4 on four GPUs",
+                                 param_hint="--shard")
+    return k, n
+
+
+def table_options(command):
+    """The options that choose a table's runs (shared by ``commands`` and ``run``)."""
+    options = [
+        click.option("--table", "table_name", required=True, type=click.Choice(sorted(TABLES)),
+                     help="the paper's table"),
+        click.option("--arch", type=click.Choice(list(architectures.ARCHITECTURES)),
+                     help="network [the paper's: deeplabv2_resnet101; ISIC densenet161_unet]"),
+        click.option("--regs", default="none,cutmix", show_default=True,
+                     help="comma-separated --reg values (none = the supervised baseline)"),
+        click.option("--labels", help="comma-separated labelled counts, 'all' for every image [the table's]"),
+        click.option("--seeds", help="comma-separated seeds (= split seeds) [the table's]"),
+        click.option("--data-dir", help="the data set's root (else its environment variable or default)"),
+        click.option("--split-file", type=click.Path(exists=True, dir_okay=False),
+                     help="pascal_aug: the Mittal et al. order file (prepare_data.py splits)"),
+        click.option("--out-root", default="runs/paper", show_default=True, type=click.Path(file_okay=False),
+                     help="runs go to OUT_ROOT/<dataset>/<arch>/<reg>-n<labels>-s<seed>"),
+        click.option("--shard", help="K/N: only every N-th run, from the K-th (0-based): one share per GPU"),
+        click.argument("extra", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def runs_of(table_name, arch, regs, labels, seeds, data_dir, split_file, out_root, shard, extra) -> list[Run]:
+    table = TABLES[table_name]
+    if table.needs_split_file and split_file is None:
+        raise click.UsageError(f"--table {table_name}: its labelled images are the first N lines of the Mittal et "
+                               f"al. order; give --split-file mittal_split0_order.txt (README \"Where to get the "
+                               f"data\")")
+    named = sorted(set(option_names(list(extra))) & RUN_NAMING)
+    if named:
+        raise click.UsageError(f"{', '.join(named)} after --: this script names each run; use its own options "
+                               f"(--table, --arch, --regs, --labels, --seeds, --data-dir, --split-file, --out-root)")
+    try:
+        seeds = [int(s) for s in seeds.split(",")] if seeds else list(table.seeds)
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r}: give comma-separated integers", param_hint="--seeds") from None
+    runs = plan(table, arch or table.arch, [r.strip() for r in regs.split(",")], parse_labels(labels, table), seeds,
+                data_dir, split_file, Path(out_root), list(extra))
+    k, n = parse_shard(shard)
+    return runs[k::n]
+
+
+@click.group(cls=cli_errors.Group)
+def main():
+    """The paper's segmentation tables: commands, runs and results."""
+
+
+@main.command("commands", context_settings={"ignore_unknown_options": True})
+@table_options
+def commands(**options):
+    """Print the training command of every run of a table, one per line."""
+    for run in runs_of(**options):
+        click.echo(shlex.join(["python", "train_seg_semisup.py", *run.args]))
+
+
+def resume_args(extra: list[str]) -> list[str]:
+    """The options of ``extra`` that ``--resume`` accepts (where the run continues, and --iters)."""
+    kept, i = [], 0
+    while i < len(extra):
+        token = extra[i]
+        name = token.split("=", 1)[0]
+        takes_value = name in RESUME_FLAGS and "=" not in token
+        if name in RESUME_FLAGS:
+            kept += extra[i:i + 2] if takes_value else [token]
+        i += 2 if takes_value else 1
+    return kept
+
+
+@main.command("run", context_settings={"ignore_unknown_options": True})
+@table_options
+def run_table(**options):
+    """Run a table's runs one at a time (finished ones are kept, stopped ones resumed); log in OUT.log."""
+    runs = runs_of(**options)
+    extra = list(options["extra"])
+    for i, run in enumerate(runs, 1):
+        label = f"[{i}/{len(runs)}] {run.out}"
+        if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
+            conflicts = train_seg_semisup.config_conflicts(run.out, train_seg_semisup.resolved_config(run.args))
+            if conflicts:
+                raise click.ClickException(f"{run.out} ran with {'; '.join(conflicts)}; give the options it ran "
+                                           f"with, or another --out-root")
+            note = train_seg_semisup.commit_note(run.out)
+            if note:
+                click.echo(f"note: {note}")
+        if (run.out / "final.json").is_file():
+            final = json.loads((run.out / "final.json").read_text())
+            click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
+            continue
+        if (run.out / "checkpoint.pt").is_file():
+            args = ["--resume", f"--out-dir={run.out}", *resume_args(extra)]
+            click.echo(f"{label}: resuming")
+        else:
+            args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
+            click.echo(f"{label}: starting")
+        final = train(run.out, args)
+        click.echo(f"{label}: mIoU {100 * final['miou']:.2f}% in {final['seconds'] / 60:.1f} min")
+
+
+def train(out: Path, args: list[str]) -> dict:
+    """One training process, its output appended to ``OUT.log``; its final.json."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.parent / f"{out.name}.log"
+    with open(log_path, "a") as log:
+        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
+        log.flush()
+        code = subprocess.run([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
+                              stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        last = (log_path.read_text().strip().splitlines() or [""])[-1]
+        raise click.ClickException(f"{out} failed (exit {code}): {last}  (log: {log_path})")
+    return json.loads((out / "final.json").read_text())
+
+
+# ----------------------------------------------------------------------------- summarize
+
+# config entries that may differ between the runs of one row: the repeats' own, and where they ran
+REPEAT_KEYS = {"seed", "split_seed", "out_dir", "overwrite", "resume", "num_workers", "device", "threads",
+               "processes", "data_dir", "weights"}
+
+
+@dataclass
+class Result:
+    key: tuple  # (dataset, arch, reg, labelled count)
+    config: dict
+    final: dict
+
+
+def read_results(roots: list[Path]) -> tuple[list[Result], list[Path]]:
+    """Every finished run under ``roots`` (a folder holding config.json, split.json and final.json), and the
+    run folders without final.json (unfinished)."""
+    results, unfinished = [], []
+    for root in roots:
+        for config_path in sorted(root.rglob("config.json")):
+            out = config_path.parent
+            if not (out / "final.json").is_file():
+                unfinished.append(out)
+                continue
+            config = json.loads(config_path.read_text())
+            split = json.loads((out / "split.json").read_text()) if (out / "split.json").is_file() else {}
+            n_labelled = len(split["labelled"]) if "labelled" in split else config.get("n_sup")
+            key = (config.get("dataset"), config.get("arch"), config.get("reg"), n_labelled)
+            results.append(Result(key, config, json.loads((out / "final.json").read_text())))
+    return results, unfinished
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.2f}" + ("" if math.isnan(std) else f" ± {std:.2f}")
+
+
+def varying_settings(results: list[Result]) -> dict[str, list]:
+    """The settings (besides the repeats' own) that differ between ``results``, with their values."""
+    keys = set().union(*(r.config for r in results)) - REPEAT_KEYS
+    varying = {}
+    for key in sorted(keys):
+        values = {json.dumps(r.config.get(key), sort_keys=True) for r in results}
+        if len(values) > 1:
+            varying[key] = sorted(values)
+    return varying
+
+
+def summary(results: list[Result]) -> tuple[list[dict], str]:
+    """One row per (dataset, arch, reg, labelled count): the runs' mIoU and the published number; and the
+    Markdown table of the rows."""
+    groups: dict[tuple, list[Result]] = {}
+    for result in results:
+        groups.setdefault(result.key, []).append(result)
+    rows = []
+    def order(key):  # data set, network, labelled count, then the baseline before the perturbations
+        dataset, arch, reg, n = key
+        return str(dataset), str(arch), math.inf if n is None else n, reg != "none", str(reg)
+
+    for key in sorted(groups, key=order):
+        members = groups[key]
+        dataset, arch, reg, n = key
+        mious = [100 * r.final["miou"] for r in members]
+        tests = [100 * r.final["test_miou"] for r in members if "test_miou" in r.final]
+        published = PUBLISHED.get((dataset, arch, reg), {}).get(n)
+        rows.append({"dataset": dataset, "arch": arch, "reg": reg, "labelled": n, "runs": len(members),
+                     "seeds": sorted(r.config.get("seed") for r in members), "miou": mious, "test_miou": tests,
+                     "published": published, "varying": varying_settings(members),
+                     "iters": sorted({r.final.get("iters") for r in members})})
+    lines = ["| data set | network | perturbation | labelled | runs | mIoU % (mean ± std) | test mIoU % | "
+             "published | ours − published |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        mean = statistics.mean(row["miou"])
+        published, gap = ("—", "—") if row["published"] is None else \
+            (f"{row['published']:.2f}", f"{mean - row['published']:+.2f}")
+        mark = " *" if row["varying"] else ""
+        lines.append(f"| {row['dataset']} | {row['arch']} | {row['reg']} | {row['labelled']} | {row['runs']} | "
+                     f"{mean_std(row['miou'])}{mark} | {mean_std(row['test_miou'])} | "
+                     f"{published} | {gap} |")
+    return rows, "\n".join(lines)
+
+
+@main.command("summarize")
+@click.argument("roots", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the rows as JSON here")
+@click.option("--overwrite", is_flag=True, help="replace an existing --json file")
+def summarize(roots, json_path, overwrite):
+    """Table of the finished runs under ROOTS (default runs/paper): mIoU over seeds beside the paper's."""
+    roots = [Path(r) for r in roots] or [Path("runs/paper")]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise click.ClickException(f"no run folder {', '.join(missing)}; give the folder holding the runs")
+    if json_path and Path(json_path).exists() and not overwrite:
+        raise click.ClickException(f"--json {json_path} exists; pass --overwrite to replace it or choose another")
+    results, unfinished = read_results(roots)
+    if not results:
+        raise click.ClickException(f"no finished run (a folder with config.json and final.json) under "
+                                   f"{', '.join(map(str, roots))}")
+    rows, table = summary(results)
+    click.echo(table)
+    for row in rows:
+        if row["varying"]:
+            click.echo(f"* {row['dataset']} {row['arch']} {row['reg']} n={row['labelled']}: its runs differ in "
+                       + "; ".join(f"{k} ({', '.join(v)})" for k, v in row["varying"].items()))
+    if unfinished:
+        click.echo(f"unfinished (no final.json, left out): {', '.join(map(str, unfinished))}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

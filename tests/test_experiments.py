@@ -1,0 +1,146 @@
+"""experiments/paper_tables.py: the paper's commands, running a table (finished runs kept, stopped ones
+resumed), and the summary table beside the published numbers."""
+import json
+import shlex
+
+import pytest
+from click.testing import CliRunner
+from test_datasets import make_cityscapes
+
+import train_seg_semisup
+from experiments import paper_tables
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(half-resolution|248×248) copy:UserWarning")
+
+
+def invoke(*args):
+    return CliRunner().invoke(paper_tables.main, [str(a) for a in args])
+
+
+def printed_commands(*args) -> list[list[str]]:
+    result = invoke("commands", *args)
+    assert result.exit_code == 0, result.output
+    return [shlex.split(line) for line in result.output.splitlines()]
+
+
+def test_commands_follow_the_paper_and_every_one_parses(tmp_path):
+    order = tmp_path / "mittal_split0_order.txt"
+    order.write_text("2007_000032\n")
+    tables = {"pascal_aug": printed_commands("--table", "pascal_aug", "--split-file", order),
+              "cityscapes": printed_commands("--table", "cityscapes", "--data-dir", "data/cs", "--", "--device",
+                                             "cuda"),
+              "isic2017": printed_commands("--table", "isic2017")}
+    assert [len(c) for c in tables.values()] == [5 * 2 * 1, 4 * 2 * 5, 1 * 2 * 5]  # labels × (none, cutmix) × seeds
+    for name, commands in tables.items():
+        for command in commands:
+            assert command[:2] == ["python", "train_seg_semisup.py"]
+            ctx = train_seg_semisup.main.make_context("train_seg_semisup.py", command[2:])  # every option exists
+            assert ctx.params["dataset"] == name
+            assert ctx.params["out_dir"] == (f"runs/paper/{name}/{ctx.params['arch']}/{ctx.params['reg']}-n"
+                                             f"{ctx.params['n_sup'] or 'all'}-s{ctx.params['seed']}")
+    pascal = [train_seg_semisup.main.make_context("t", c[2:]).params for c in tables["pascal_aug"]]
+    assert [p["n_sup"] for p in pascal[::2]] == [106, 212, 529, 1323, None]
+    assert all(p["split_file"] == str(order) for p in pascal if p["n_sup"]) and pascal[-1]["split_file"] is None
+    assert all(p["arch"] == "deeplabv2_resnet101" and p["seed"] == 0 for p in pascal)
+    city = tables["cityscapes"][0]
+    assert city[2:] == ["--dataset=cityscapes", "--arch=deeplabv2_resnet101", "--reg=none", "--seed=12345",
+                        "--n-sup=100", "--authors-split", "--split-seed=12345", "--data-dir=data/cs",
+                        "--out-dir=runs/paper/cityscapes/deeplabv2_resnet101/none-n100-s12345", "--device", "cuda"]
+    isic = [train_seg_semisup.main.make_context("t", c[2:]).params for c in tables["isic2017"]]
+    assert {(p["arch"], p["n_sup"], p["authors_split"]) for p in isic} == {("densenet161_unet", 50, True)}
+    assert sorted({p["seed"] for p in isic}) == [12345, 23456, 78901, 89012, 90123]
+    # shards split the runs between GPUs: each run exactly once
+    shards = [printed_commands("--table", "isic2017", "--shard", f"{k}/3") for k in range(3)]
+    assert sorted(map(tuple, sum(shards, []))) == sorted(map(tuple, tables["isic2017"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--table", "pascal_aug"], "give --split-file mittal_split0_order.txt"),
+    (["--table", "isic2017", "--", "--seed", "3"], "--seed after --: this script names each run"),
+    (["--table", "isic2017", "--", "--out-dir=x"], "--out-dir after --"),
+    (["--table", "isic2017", "--shard", "2/2"], "give K/N with 0 ≤ K < N"),
+    (["--table", "isic2017", "--labels", "50,half"], "'half' is not a labelled count"),
+    (["--table", "isic2017", "--seeds", "1,a"], "give comma-separated integers"),
+    (["--table", "mnist"], "--table"),
+])
+def test_bad_options_are_one_line(args, message):
+    result = invoke("commands", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_run_keeps_finished_runs_resumes_stopped_ones_and_refuses_other_settings(tmp_path):
+    root = make_cityscapes(tmp_path / "cityscapes", n_train=4)
+    out_root = tmp_path / "paper"
+    tiny = ["--batch-size", "2", "--crop-size", "32,32", "--no-pretrained", "--eval-every", "0", "--threads", "2"]
+
+    def run(regs, *extra):
+        return invoke("run", "--table", "cityscapes", "--arch", "unet_small", "--regs", regs, "--labels", "2",
+                      "--seeds", "1", "--data-dir", root, "--out-root", out_root, "--", *tiny, *extra)
+
+    result = run("none,cutmix", "--iters", "2")
+    assert result.exit_code == 0, result.output
+    assert "[1/2]" in result.output and "starting" in result.output and "mIoU" in result.output
+    runs = {reg: out_root / "cityscapes" / "unet_small" / f"{reg}-n2-s1" for reg in ("none", "cutmix")}
+    for reg, out in runs.items():
+        config = json.loads((out / "config.json").read_text())
+        assert (config["reg"], config["n_sup"], config["split_seed"], config["authors_split"]) == (reg, 2, 1, True)
+        assert (out.parent / f"{out.name}.log").is_file()
+    first = json.loads((runs["cutmix"] / "final.json").read_text())
+
+    result = run("none,cutmix", "--iters", "2")  # nothing to do: both finished with these settings
+    assert result.exit_code == 0 and result.output.count("finished before") == 2, result.output
+
+    # a run that stopped at iteration 2 of 4 (its checkpoint is there, no final.json) is resumed, not restarted
+    (runs["cutmix"] / "final.json").unlink()
+    config = json.loads((runs["cutmix"] / "config.json").read_text())
+    (runs["cutmix"] / "config.json").write_text(json.dumps({**config, "iters": 4}))
+    result = run("cutmix", "--iters", "4")
+    assert result.exit_code == 0 and "resuming" in result.output, result.output
+    final = json.loads((runs["cutmix"] / "final.json").read_text())
+    assert final["iters"] == 4 and final["miou"] != first["miou"]
+    assert [r["start_iter"] for r in json.loads((runs["cutmix"] / "environment.json").read_text())] == [0, 2]
+
+    # a finished run with other settings is named, not reused or replaced
+    result = run("none", "--iters", "3")
+    assert result.exit_code == 1 and "iters=2 (this invocation: 3)" in result.output, result.output
+    assert json.loads((runs["none"] / "final.json").read_text())["iters"] == 2
+
+    result = invoke("summarize", out_root)
+    assert result.exit_code == 0, result.output
+    assert "| cityscapes | unet_small | none | 2 | 1 |" in result.output
+    assert "| cityscapes | unet_small | cutmix | 2 | 1 |" in result.output and "| — | — |" in result.output
+
+
+def fake_run(path, config, miou, n_labelled, **final):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "split.json").write_text(json.dumps({"labelled": list(range(n_labelled)), "unlabelled": []}))
+    (path / "final.json").write_text(json.dumps({"miou": miou, "iters": 40000, **final}))
+
+
+def test_summary_by_hand(tmp_path):
+    city = {"dataset": "cityscapes", "arch": "deeplabv2_resnet101", "reg": "cutmix", "cons_weight": 1.0}
+    fake_run(tmp_path / "a", {**city, "seed": 1, "device": "cuda:0"}, 0.50, 100)
+    fake_run(tmp_path / "b", {**city, "seed": 2, "device": "cuda:1"}, 0.52, 100)
+    fake_run(tmp_path / "c", {**city, "reg": "none", "seed": 1}, 0.40, 100, test_miou=0.45)
+    fake_run(tmp_path / "d", {**city, "reg": "none", "seed": 2, "cons_weight": 0.5}, 0.42, 100, test_miou=0.47)
+    fake_run(tmp_path / "e", {**city, "seed": 1}, 0.675, 2975)
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "config.json").write_text(json.dumps(city))
+    result = invoke("summarize", tmp_path, "--json", tmp_path / "rows.json")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    # rows by labelled count, the baseline before CutMix; published: SPEC §6 (CutMix 51.20 at 100, 67.68 at all)
+    assert lines[2] == "| cityscapes | deeplabv2_resnet101 | none | 100 | 2 | 41.00 ± 1.41 * | 46.00 ± 1.41 | — | — |"
+    assert lines[3] == "| cityscapes | deeplabv2_resnet101 | cutmix | 100 | 2 | 51.00 ± 1.41 | — | 51.20 | -0.20 |"
+    assert lines[4] == "| cityscapes | deeplabv2_resnet101 | cutmix | 2975 | 1 | 67.50 | — | 67.68 | -0.18 |"
+    # the device differs between repeats (allowed); a setting that differs is named
+    assert "none n=100: its runs differ in cons_weight (0.5, 1.0)" in result.output
+    assert f"unfinished (no final.json, left out): {tmp_path / 'stopped'}" in result.output
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows[1]["seeds"] == [1, 2] and rows[1]["published"] == 51.20 and rows[1]["varying"] == {}
+    result = invoke("summarize", tmp_path, "--json", tmp_path / "rows.json")
+    assert result.exit_code == 1 and "pass --overwrite" in result.output
+    result = invoke("summarize", tmp_path / "stopped")
+    assert result.exit_code == 1 and "no finished run" in result.output

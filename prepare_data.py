@@ -76,17 +76,19 @@ def cityscapes_jobs(src: Path, dst: Path) -> list[tuple[Path, Path, Path, Path]]
     return jobs
 
 
-def check_source(module, image_in: Path, label_in: Path) -> None:
-    """The dataset's one-line error for a bad source label (values outside the dataset's, size ≠ its image's),
-    before anything is made from it: a prepared copy must not hide a bad download."""
+def read_source_label(module, image_in: Path, label_in: Path) -> np.ndarray:
+    """The source label as its file holds it, after the dataset's check (one-line error for values outside
+    the dataset's or a size ≠ its image's) before anything is made from it: a prepared copy must not hide a
+    bad download. The file is decoded once."""
+    raw = read_label_png(label_in)
     FileDataset([label_in.stem], [image_in], [label_in], len(module.CLASS_NAMES), module.LABEL_MAP,
-                fix=module.LABEL_FIX).load_label(0)
+                fix=module.LABEL_FIX).load_label(0, raw)
+    return raw
 
 
 def prepare_cityscapes_sample(job, truncate_mean: bool = False) -> None:
     image_in, label_in, image_out, label_out = job
-    check_source(cityscapes, image_in, label_in)
-    label = read_label_png(label_in)
+    label = read_source_label(cityscapes, image_in, label_in)
     write_png(cityscapes.half_resolution_label(label.astype(np.uint8)), label_out)
     image = cityscapes.half_resolution_image(read_image(image_in), truncate=truncate_mean)
     write_png(image, image_out)  # the image last: it marks the sample done
@@ -112,8 +114,8 @@ def resize_isic(image: np.ndarray, mask: np.ndarray, size: int = ISIC_SIZE) -> t
 
 def prepare_isic_sample(job) -> None:
     image_in, mask_in, image_out, mask_out = job
-    check_source(isic, image_in, mask_in)
-    image, mask = resize_isic(read_image(image_in), read_label_png(mask_in))
+    mask = read_source_label(isic, image_in, mask_in)
+    image, mask = resize_isic(read_image(image_in), mask)
     write_png(mask, mask_out)
     write_png(image, image_out)
 

@@ -155,7 +155,10 @@ class FileDataset(SegDataset):
         return read_image(self.images[index])
 
     def read_label(self, index: int) -> np.ndarray:
-        raw = read_label_png(self.labels[index])
+        return self.map_label(read_label_png(self.labels[index]), index)
+
+    def map_label(self, raw: np.ndarray, index: int) -> np.ndarray:
+        """Sample ``index``'s raw label values (as its file holds them) → class indices, bad values reported."""
         if self.label_map is None:
             return raw
         inside = (raw >= 0) & (raw < len(self.label_map))
@@ -167,10 +170,12 @@ class FileDataset(SegDataset):
                             f"{self.fix}")
         return label
 
-    def load_label(self, index: int) -> np.ndarray:
+    def load_label(self, index: int, raw: np.ndarray | None = None) -> np.ndarray:
+        """Sample ``index``'s checked label (values, and size against the image); ``raw``: its file's
+        contents, already read."""
         if self.labels is None:
             raise DataError(f"sample {self.ids[index]!r} has no label (unlabelled images only)")
-        label = self.read_label(index)
+        label = self.read_label(index) if raw is None else self.map_label(raw, index)
         check_label(label, self.num_classes, self.ignore_index, self.label_source(index))
         size = image_size(self.images[index])
         if label.shape != size:

@@ -496,13 +496,23 @@ def test_half_resolution_majority_vote_by_hand():
     np.testing.assert_array_equal(cityscapes.half_resolution_image(image, truncate=True)[..., 0], [[0, 0], [0, 254]])
 
 
-def test_prepare_cityscapes_is_resumable_and_loads(tmp_path):
+def test_prepare_cityscapes_is_resumable_and_loads(tmp_path, monkeypatch):
     src = make_cityscapes(tmp_path / "cityscapes", h=4, w=4, n_train=2, n_val=1, ids=[7])
     label_ids = np.array([[7, 7, 26, 24], [7, 26, 26, 24], [11, 21, 0, 0], [21, 11, 23, 33]], np.uint8)
     write_label(src / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png", label_ids)
     runner = CliRunner()
+    decoded, read = [], files.read_label_png  # each source label is decoded once: checked and halved from it
+
+    def counting_read(path):
+        decoded.append(path)
+        return read(path)
+
+    monkeypatch.setattr(prepare_data, "read_label_png", counting_read)
+    monkeypatch.setattr(files, "read_label_png", counting_read)
     result = runner.invoke(prepare_data.main, ["prepare", "cityscapes", "--data-dir", str(src)])
     assert result.exit_code == 0, result.output
+    assert len(decoded) == len(set(decoded)) == 3, decoded
+    monkeypatch.undo()
     dst = tmp_path / "cityscapes_half"
     assert json.loads((dst / "prepared.json").read_text())["samples"] == 3
     bundle = datapipe.build_dataset("cityscapes", data_dir=str(dst))

@@ -10,7 +10,7 @@ setup(
     ),
     python_requires=">=3.10",
     packages=["datapipe", "architectures", "regularizers", "evaluation"],
-    py_modules=["train_seg_semisup", "toy2d", "patch_distances", "prepare_data", "cli_errors"],
+    py_modules=["train_seg_semisup", "toy2d", "patch_distances", "prepare_data", "cli_errors", "provenance"],
     install_requires=[
         "torch",
         "torchvision",

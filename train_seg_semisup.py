@@ -49,6 +49,7 @@ import architectures
 import cli_errors
 import datapipe
 import evaluation
+import provenance
 import regularizers
 
 # --aug-colour-* option → ColourJitter field (the authors' values are ColourJitter's defaults)
@@ -509,58 +510,37 @@ def set_torch_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
-def code_version(root: Path | None = None) -> dict:
-    """The git commit of the code in ``root`` and whether it has uncommitted changes (None for both where
-    ``root`` is not a git checkout or git is missing): which code produced a run. Default: this file's folder."""
-    root = root or Path(__file__).resolve().parent
-
-    def git(*args):
-        try:
-            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "uncommitted_changes": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit.strip(), "uncommitted_changes": None if status is None else bool(status.strip())}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def environment_record(device: torch.device, start_iter: int, procs: Processes) -> dict:
     """What ran this part of a run (one entry of environment.json per start or --resume): the code's commit,
     the process's command line, the library versions and the machine. Not settings: --reuse and --resume ignore it."""
     return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "start_iter": start_iter,
-            "command": [Path(sys.argv[0]).name, *sys.argv[1:]], **code_version(),
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]], **provenance.code_version(),
             "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "opencv": cv2.__version__, "host": platform.node(),
-            "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "cpu": provenance.cpu_model(),
+            "cpu_count": os.cpu_count(), "usable_cpus": provenance.usable_cpus(),
             "torch_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "processes": procs.world}
 
 
 def append_environment(out: Path, record: dict) -> None:
-    """Add ``record`` to ``out/environment.json`` (a list: the first start, then each --resume)."""
+    """Add ``record`` to ``out/environment.json`` (a list: the first start, then each --resume). A file that
+    is not such a list (damaged) is kept aside under a new name, never overwritten."""
     path = out / "environment.json"
-    try:
-        records = json.loads(path.read_text()) if path.is_file() else []
-    except json.JSONDecodeError:  # a damaged record of earlier parts is kept aside, not lost
-        os.replace(path, path.with_suffix(".json.damaged"))
-        records = []
-    write_json(path, [*records, record] if isinstance(records, list) else [record])
+    records = []
+    if path.is_file():
+        try:
+            records = json.loads(path.read_text())
+        except (ValueError, OSError):  # not JSON, not UTF-8, unreadable
+            records = None
+        if not isinstance(records, list):
+            aside = path.with_name(f"environment.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json")
+            os.replace(path, aside)
+            warnings.warn(f"{path} was not a list of records; kept as {aside.name}, a new one started",
+                          stacklevel=2)
+            records = []
+    write_json(path, [*records, record])
 
 
 def jsonable(cfg: dict) -> dict:
@@ -862,9 +842,11 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         optimizer.load_state_dict(ckpt["optimizer"])
         mask_rng.bit_generator.state = ckpt["mask_rng"][procs.rank] if procs.world > 1 else ckpt["mask_rng"]
         start_iter = ckpt["iter"]
-        if cfg["iters"] <= start_iter:
-            raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations; "
-                              f"give --iters above {start_iter} to extend it")
+        finished = (out / "final.json").is_file()
+        if cfg["iters"] < start_iter or (cfg["iters"] == start_iter and finished):
+            raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations"
+                              f"{' and written final.json' if finished else ''}; give --iters above {start_iter} "
+                              f"to extend it")
 
     params = aug_params(cfg)
     mean, std = student.mean, student.std
@@ -1001,9 +983,11 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     # the final teacher is what is reported (no best-iteration picking)
     preds_dir = out / "preds" if cfg["save_preds"] else None
     final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir, procs)
-    record = log_evaluation(final_scores, iters)
-    save_state(iters)
-    seconds = record["seconds"]
+    if start_iter < iters:
+        seconds = log_evaluation(final_scores, iters)["seconds"]
+        save_state(iters)
+    else:  # --resume of a run stopped after its last checkpoint: its record of this evaluation is written
+        seconds = seconds_before + time.time() - t0
     final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val",
              "peak_rss_mb": peak_rss_mb()}
     if device.type == "cuda":
@@ -1304,31 +1288,53 @@ def main(**given):
 
 # config entries that do not change what a run computes
 NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers"}
+# config entries holding paths: the same file by another spelling (relative, a link) is the same setting
+PATH_SETTINGS = {"data_dir", "split_file", "weights"}
 
 
 def resolved_config(args: list[str]) -> dict:
-    """The configuration ``train_seg_semisup.py ARGS`` trains with, as its ``config.json`` holds it."""
+    """The configuration ``train_seg_semisup.py ARGS`` trains with, as its ``config.json`` holds it (a run in
+    one process; the data set's notes are left to the run itself)."""
     try:
         ctx = main.make_context("train_seg_semisup.py", list(args))
-        cfg, _ = resolve_config({**ctx.params, "processes": None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg, _ = resolve_config({**ctx.params, "processes": None})
     except click.ClickException as err:
         raise click.ClickException(f"the training options {' '.join(args)}: {err.format_message()}") from None
+    except (datapipe.DataError, architectures.WeightsError) as err:
+        raise click.ClickException(f"the training options {' '.join(args)}: {one_line(err)}") from None
     cfg["processes"] = 1  # what a run in one process records
     return json.loads(json.dumps(jsonable(cfg)))
 
 
-def config_conflicts(out: Path, wanted: dict) -> list[str]:
+def read_run_json(path: Path, what: str = "a JSON object"):
+    """A run's JSON file; a damaged one is a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise click.ClickException(f"cannot read {path} ({type(err).__name__}: {one_line(err)}); it should hold "
+                                   f"{what}: move the run away or repair the file") from None
+
+
+def same_setting(key: str, have, want) -> bool:
+    if key in PATH_SETTINGS and isinstance(have, str) and isinstance(want, str):
+        return Path(have).expanduser().resolve() == Path(want).expanduser().resolve()
+    return have == want
+
+
+def config_conflicts(out: Path, wanted: dict, ignore: frozenset | set = frozenset()) -> list[str]:
     """The settings of the run in ``out`` that differ from ``wanted``, the resolved configuration this
-    invocation would train with (empty: it may be reused). An option the run's config.json lacks was added
-    since; the run had its default."""
+    invocation would train with (empty: it may be reused), besides NOT_SETTINGS and ``ignore``. An option the
+    run's config.json lacks was added since; the run had its default."""
     config_path = out / "config.json"
     if not config_path.is_file():
         return [f"{config_path} is missing"]
-    config = json.loads(config_path.read_text())
+    config = read_run_json(config_path, "the run's resolved options")
     differ = []
     for key, value in wanted.items():
         have = config.get(key, GLOBAL_DEFAULTS.get(key))
-        if key not in NOT_SETTINGS and have != value:
+        if key not in NOT_SETTINGS | set(ignore) and not same_setting(key, have, value):
             differ.append(f"{key}={have} (this invocation: {value})")
     return differ
 
@@ -1336,9 +1342,11 @@ def config_conflicts(out: Path, wanted: dict) -> list[str]:
 def commit_note(out: Path) -> str | None:
     """A line saying that the run in ``out`` ran with other code than this checkout's (another commit,
     uncommitted changes, or no record of its commit); None when it ran at this checkout's clean commit."""
-    now = code_version()
+    now = provenance.code_version()
     path = out / "environment.json"
-    records = json.loads(path.read_text()) if path.is_file() else []
+    records = read_run_json(path, "a list of records") if path.is_file() else []
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return f"{path} is not a list of records: which code made {out} is unknown"
     ran = sorted({r.get("commit") or "unknown" for r in records} |
                  ({"uncommitted changes"} if any(r.get("uncommitted_changes") for r in records) else set()))
     if records and ran == [now["commit"]] and not now["uncommitted_changes"]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 
-from train_seg_semisup import cpu_model  # what a run records in environment.json
+from provenance import cpu_model  # what a run records in environment.json
 
 __all__ = ["cpu_model", "print_median_table"]
 

@@ -16,6 +16,7 @@ labels, seeds, run directory) are this script's own.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shlex
@@ -25,6 +26,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl  # one process per run (Unix); elsewhere runs are not locked
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 import click
 
@@ -44,18 +50,19 @@ class Table:
     seeds: tuple  # --seed (= --split-seed) of each repeat
     authors_split: bool  # the authors' RandomState draw of the labelled images (their seeds, their images)
     needs_split_file: bool  # the labelled images are the first N lines of a public order file
-    note: str
 
 
 TABLES = {
-    "pascal_aug": Table("pascal_aug", "deeplabv2_resnet101", (106, 212, 529, 1323, ALL), (0,), False, True,
-                        "Pascal VOC aug, Mittal et al. split (one split; --seeds for repeats)"),
+    # Pascal VOC aug: the Mittal et al. order (one split; --seeds for repeats)
+    "pascal_aug": Table("pascal_aug", "deeplabv2_resnet101", (106, 212, 529, 1323, ALL), (0,), False, True),
+    # Cityscapes, the half-resolution copy: the authors' five split seeds
     "cityscapes": Table("cityscapes", "deeplabv2_resnet101", (100, 372, 744, ALL),
-                        (12345, 23456, 34567, 45678, 56789), True, False,
-                        "Cityscapes, half resolution, the authors' five split seeds"),
-    "isic2017": Table("isic2017", "densenet161_unet", (50,), (12345, 23456, 78901, 89012, 90123), True, False,
-                      "ISIC 2017, 248×248 copy, seeds of the authors' script"),
+                        (12345, 23456, 34567, 45678, 56789), True, False),
+    # ISIC 2017, the 248×248 copy: the seeds of the authors' script
+    "isic2017": Table("isic2017", "densenet161_unet", (50,), (12345, 23456, 78901, 89012, 90123), True, False),
 }
+# the training-set sizes, for runs that recorded no split.json: "all" labelled
+FULL_COUNTS = {"pascal_aug": 10582, "cityscapes": 2975}
 
 # Published mIoU (%): (dataset, arch, reg) → {labelled count: mIoU}; the paper's tables, supplement Table 1
 _PASCAL_COUNTS = (106, 212, 529, 1323, 10582)
@@ -76,12 +83,21 @@ PUBLISHED = {
     ("isic2017", "densenet161_unet", "cutmix"): {50: 74.57},
 }
 
+
+
+def option_spellings(*names: str) -> set[str]:
+    """Every spelling (aliases, --no- forms) of the training script's options with these parameter names."""
+    return {opt for param in train_seg_semisup.main.params if param.name in names
+            for opt in [*param.opts, *param.secondary_opts]}
+
+
 # options that name a run: this script sets them, so they may not come after --
-RUN_NAMING = {"--dataset", "--arch", "--reg", "--n-sup", "--n_sup", "--seed", "--split-seed", "--split_seed",
-              "--split-file", "--split_file", "--authors-split", "--out-dir", "--out_dir", "--data-dir", "--data_dir",
-              "--overwrite", "--resume"}
-# options that --resume accepts besides --iters (train_seg_semisup.RESUME_OPTIONS): where the run continues
-RESUME_FLAGS = {"--device", "--threads", "--num-workers", "--num_workers", "--iters"}
+RUN_NAMING = option_spellings("dataset", "arch", "reg", "n_sup", "seed", "split_seed", "split_file", "authors_split",
+                              "out_dir", "data_dir", "overwrite", "resume") | {"-h", "--help"}
+# what --resume accepts (train_seg_semisup.RESUME_OPTIONS): --iters, and where the run continues
+RESUME_FLAGS = option_spellings("iters", "device", "threads", "num_workers")
+# where a run ran: a finished or stopped run is kept whatever these were
+WHERE_IT_RAN = {"device", "threads", "processes", "num_workers", "data_dir"}
 
 
 @dataclass(frozen=True)
@@ -128,7 +144,20 @@ def parse_labels(text: str | None, table: Table) -> list:
         else:
             raise click.BadParameter(f"{item!r} is not a labelled count; give positive integers or 'all', "
                                      f"e.g. 100,372,all", param_hint="--labels")
+    if len(set(labels)) < len(labels):
+        raise click.BadParameter(f"{text!r} names a count twice; give each once", param_hint="--labels")
     return labels
+
+
+def parse_regs(text: str) -> list[str]:
+    regs = [r.strip() for r in text.split(",")]
+    unknown = [r for r in regs if r not in train_seg_semisup.REG_CHOICES]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))}: not a perturbation; choose from "
+                                 f"{', '.join(train_seg_semisup.REG_CHOICES)}", param_hint="--regs")
+    if len(set(regs)) < len(regs):
+        raise click.BadParameter(f"{text!r} names a perturbation twice; give each once", param_hint="--regs")
+    return regs
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -170,21 +199,28 @@ def table_options(command):
 
 def runs_of(table_name, arch, regs, labels, seeds, data_dir, split_file, out_root, shard, extra) -> list[Run]:
     table = TABLES[table_name]
-    if table.needs_split_file and split_file is None:
+    labels = parse_labels(labels, table)
+    if table.needs_split_file and split_file is None and any(n is not ALL for n in labels):
         raise click.UsageError(f"--table {table_name}: its labelled images are the first N lines of the Mittal et "
                                f"al. order; give --split-file mittal_split0_order.txt (README \"Where to get the "
                                f"data\")")
-    named = sorted(set(option_names(list(extra))) & RUN_NAMING)
+    named = sorted(set(option_names(list(extra)) + [t for t in extra if t == "-h"]) & RUN_NAMING)
     if named:
-        raise click.UsageError(f"{', '.join(named)} after --: this script names each run; use its own options "
-                               f"(--table, --arch, --regs, --labels, --seeds, --data-dir, --split-file, --out-root)")
+        raise click.UsageError(f"{', '.join(named)} after --: this script names each run (and --help is its "
+                               f"own); use its options --table, --arch, --regs, --labels, --seeds, --data-dir, "
+                               f"--split-file, --out-root")
     try:
         seeds = [int(s) for s in seeds.split(",")] if seeds else list(table.seeds)
     except ValueError:
         raise click.BadParameter(f"{seeds!r}: give comma-separated integers", param_hint="--seeds") from None
-    runs = plan(table, arch or table.arch, [r.strip() for r in regs.split(",")], parse_labels(labels, table), seeds,
-                data_dir, split_file, Path(out_root), list(extra))
+    runs = plan(table, arch or table.arch, parse_regs(regs), labels, seeds, data_dir, split_file, Path(out_root),
+                list(extra))
     k, n = parse_shard(shard)
+    for run in runs:  # every option after -- exists (the values are checked by run, which reads the data)
+        try:
+            train_seg_semisup.main.make_context("train_seg_semisup.py", list(run.args))
+        except click.ClickException as err:
+            raise click.UsageError(f"the training options after --: {err.format_message()}") from None
     return runs[k::n]
 
 
@@ -193,11 +229,14 @@ def main():
     """The paper's segmentation tables: commands, runs and results."""
 
 
-@main.command("commands", context_settings={"ignore_unknown_options": True})
+@main.command("commands")
 @table_options
 def commands(**options):
     """Print the training command of every run of a table, one per line."""
-    for run in runs_of(**options):
+    runs = runs_of(**options)
+    if not runs:
+        click.echo(f"no run in shard {options['shard']}", err=True)
+    for run in runs:
         click.echo(shlex.join(["python", "train_seg_semisup.py", *run.args]))
 
 
@@ -214,56 +253,85 @@ def resume_args(extra: list[str]) -> list[str]:
     return kept
 
 
-@main.command("run", context_settings={"ignore_unknown_options": True})
+@main.command("run")
 @table_options
 def run_table(**options):
-    """Run a table's runs one at a time (finished ones are kept, stopped ones resumed); log in OUT.log."""
+    """Run a table's runs one at a time (finished ones are kept, stopped ones resumed); each run's output goes
+    to <run directory>.log beside it."""
     runs = runs_of(**options)
     extra = list(options["extra"])
+    wanted = {run.out: train_seg_semisup.resolved_config(run.args) for run in runs}  # every run valid, up front
+    if not runs:
+        click.echo(f"no run in shard {options['shard']}")
     for i, run in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {run.out}"
-        if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
-            conflicts = train_seg_semisup.config_conflicts(run.out, train_seg_semisup.resolved_config(run.args))
-            if conflicts:
-                raise click.ClickException(f"{run.out} ran with {'; '.join(conflicts)}; give the options it ran "
-                                           f"with, or another --out-root")
-            note = train_seg_semisup.commit_note(run.out)
-            if note:
-                click.echo(f"note: {note}")
-        if (run.out / "final.json").is_file():
-            final = json.loads((run.out / "final.json").read_text())
-            click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
-            continue
-        if (run.out / "checkpoint.pt").is_file():
-            args = ["--resume", f"--out-dir={run.out}", *resume_args(extra)]
-            click.echo(f"{label}: resuming")
-        else:
-            args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
-            click.echo(f"{label}: starting")
-        final = train(run.out, args)
+        with run_lock(run.out) as mine:
+            if not mine:
+                click.echo(f"{label}: another process is running it; skipped")
+                continue
+            if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
+                conflicts = train_seg_semisup.config_conflicts(run.out, wanted[run.out], ignore=WHERE_IT_RAN)
+                if conflicts:
+                    raise click.ClickException(f"{run.out} ran with {'; '.join(conflicts)}; give the options it "
+                                               f"ran with, or another --out-root")
+                note = train_seg_semisup.commit_note(run.out)
+                if note:
+                    click.echo(f"note: {note}")
+            if (run.out / "final.json").is_file():
+                final = train_seg_semisup.read_run_json(run.out / "final.json", "the run's final scores")
+                click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
+                continue
+            if (run.out / "checkpoint.pt").is_file():
+                args = ["--resume", f"--out-dir={run.out}", *resume_args(extra)]
+                click.echo(f"{label}: resuming")
+            else:
+                args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
+                click.echo(f"{label}: starting")
+            final = train(run.out, args)
         click.echo(f"{label}: mIoU {100 * final['miou']:.2f}% in {final['seconds'] / 60:.1f} min")
 
 
-def train(out: Path, args: list[str]) -> dict:
-    """One training process, its output appended to ``OUT.log``; its final.json."""
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Whether this process holds ``OUT.lock`` (an exclusive lock, released at the end or when the process
+    dies): two invocations sharing runs (a requeued job, one shard started twice) never train the same run."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield True
+        return
+    with open(out.parent / f"{out.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def train(out: Path, args: list[str]) -> dict:
+    """One training process, its output appended to ``<out>.log``; its final.json."""
     log_path = out.parent / f"{out.name}.log"
     with open(log_path, "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
         log.flush()
         code = subprocess.run([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
                               stderr=subprocess.STDOUT).returncode
-    if code != 0:
+    if code != 0 or not (out / "final.json").is_file():
         last = (log_path.read_text().strip().splitlines() or [""])[-1]
-        raise click.ClickException(f"{out} failed (exit {code}): {last}  (log: {log_path})")
-    return json.loads((out / "final.json").read_text())
+        raise click.ClickException(f"{out} failed (exit {code}{', no final.json' if code == 0 else ''}): {last}  "
+                                   f"(log: {log_path})")
+    return train_seg_semisup.read_run_json(out / "final.json", "the run's final scores")
 
 
 # ----------------------------------------------------------------------------- summarize
 
-# config entries that may differ between the runs of one row: the repeats' own, and where they ran
+# config entries that may differ between the runs of one row: the repeats' own, and where they ran (a data
+# folder or weights file of another name is named under the table: it may hold other data)
 REPEAT_KEYS = {"seed", "split_seed", "out_dir", "overwrite", "resume", "num_workers", "device", "threads",
-               "processes", "data_dir", "weights"}
+               "processes"}
 
 
 @dataclass
@@ -273,22 +341,37 @@ class Result:
     final: dict
 
 
-def read_results(roots: list[Path]) -> tuple[list[Result], list[Path]]:
-    """Every finished run under ``roots`` (a folder holding config.json, split.json and final.json), and the
-    run folders without final.json (unfinished)."""
-    results, unfinished = [], []
+def read_result(out: Path) -> Result:
+    """The finished run in ``out``; ValueError or OSError where its files cannot be read as a run's."""
+    config = json.loads((out / "config.json").read_text())
+    final = json.loads((out / "final.json").read_text())
+    if not isinstance(config, dict) or not isinstance(final, dict) or not isinstance(final.get("miou"), float | int):
+        raise ValueError("config.json and final.json must be objects, final.json with an miou")
+    split = json.loads((out / "split.json").read_text()) if (out / "split.json").is_file() else {}
+    if isinstance(split, dict) and isinstance(split.get("labelled"), list):
+        n_labelled = len(split["labelled"])
+    elif config.get("n_sup") is not None:
+        n_labelled = config["n_sup"]
+    else:  # every training image labelled, and no split.json to count them
+        n_labelled = FULL_COUNTS.get(config.get("dataset"), "all")
+    return Result((config.get("dataset"), config.get("arch"), config.get("reg"), n_labelled), config, final)
+
+
+def read_results(roots: list[Path]) -> tuple[list[Result], list[Path], list[str]]:
+    """Every finished run under ``roots`` (a folder holding config.json and final.json, and split.json), the
+    run folders without final.json (unfinished), and the ones whose files cannot be read (with why)."""
+    results, unfinished, unreadable = [], [], []
     for root in roots:
         for config_path in sorted(root.rglob("config.json")):
             out = config_path.parent
             if not (out / "final.json").is_file():
                 unfinished.append(out)
                 continue
-            config = json.loads(config_path.read_text())
-            split = json.loads((out / "split.json").read_text()) if (out / "split.json").is_file() else {}
-            n_labelled = len(split["labelled"]) if "labelled" in split else config.get("n_sup")
-            key = (config.get("dataset"), config.get("arch"), config.get("reg"), n_labelled)
-            results.append(Result(key, config, json.loads((out / "final.json").read_text())))
-    return results, unfinished
+            try:
+                results.append(read_result(out))
+            except (ValueError, OSError) as err:
+                unreadable.append(f"{out} ({type(err).__name__}: {err})")
+    return results, unfinished, unreadable
 
 
 def mean_std(values: list[float]) -> str:
@@ -316,9 +399,10 @@ def summary(results: list[Result]) -> tuple[list[dict], str]:
     for result in results:
         groups.setdefault(result.key, []).append(result)
     rows = []
+
     def order(key):  # data set, network, labelled count, then the baseline before the perturbations
         dataset, arch, reg, n = key
-        return str(dataset), str(arch), math.inf if n is None else n, reg != "none", str(reg)
+        return str(dataset), str(arch), n if isinstance(n, int) else math.inf, reg != "none", str(reg)
 
     for key in sorted(groups, key=order):
         members = groups[key]
@@ -327,9 +411,9 @@ def summary(results: list[Result]) -> tuple[list[dict], str]:
         tests = [100 * r.final["test_miou"] for r in members if "test_miou" in r.final]
         published = PUBLISHED.get((dataset, arch, reg), {}).get(n)
         rows.append({"dataset": dataset, "arch": arch, "reg": reg, "labelled": n, "runs": len(members),
-                     "seeds": sorted(r.config.get("seed") for r in members), "miou": mious, "test_miou": tests,
-                     "published": published, "varying": varying_settings(members),
-                     "iters": sorted({r.final.get("iters") for r in members})})
+                     "seeds": sorted((r.config.get("seed") for r in members), key=str), "miou": mious,
+                     "test_miou": tests, "published": published, "varying": varying_settings(members),
+                     "iters": sorted({r.final.get("iters") for r in members}, key=str)})
     lines = ["| data set | network | perturbation | labelled | runs | mIoU % (mean ± std) | test mIoU % | "
              "published | ours − published |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -355,7 +439,11 @@ def summarize(roots, json_path, overwrite):
         raise click.ClickException(f"no run folder {', '.join(missing)}; give the folder holding the runs")
     if json_path and Path(json_path).exists() and not overwrite:
         raise click.ClickException(f"--json {json_path} exists; pass --overwrite to replace it or choose another")
-    results, unfinished = read_results(roots)
+    if json_path and not Path(json_path).resolve().parent.is_dir():
+        raise click.ClickException(f"--json {json_path}: no folder {Path(json_path).parent}; create it first")
+    results, unfinished, unreadable = read_results(roots)
+    for line in unreadable:
+        click.echo(f"warning: cannot read the run {line}; left out", err=True)
     if not results:
         raise click.ClickException(f"no finished run (a folder with config.json and final.json) under "
                                    f"{', '.join(map(str, roots))}")

@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import provenance
 import toy2d
 import train_seg_semisup
 from benchmarks import (
@@ -212,7 +213,7 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
     result = reuse("--device", "cpu")
     assert result.exit_code == 0 and "reusing" in result.output, result.output
     assert "not recorded (before environment.json)" in result.output  # the code is noted, not compared
-    now = train_seg_semisup.code_version()
+    now = provenance.code_version()
     (out / "environment.json").write_text(json.dumps([{"start_iter": 0, **now}]))
     result = reuse("--device", "cpu")
     assert result.exit_code == 0 and ("note:" in result.output) == (not now["commit"] or now["uncommitted_changes"])
@@ -220,6 +221,13 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
                                                        "uncommitted_changes": False}]))
     result = reuse("--device", "cpu")
     assert result.exit_code == 0 and f"ran with code {'0' * 40}; this checkout is" in result.output, result.output
+    (out / "environment.json").write_text('{"commit": "x"}')
+    result = reuse("--device", "cpu")
+    assert result.exit_code == 0 and "is not a list of records: which code made" in result.output, result.output
+    (out / "environment.json").write_text("[{")
+    result = reuse("--device", "cpu")
+    assert result.exit_code == 1 and f"cannot read {out / 'environment.json'}" in result.output, result.output
+    (out / "environment.json").unlink()
     result = reuse("--device", "cpu", "--cons-loss", "var")
     assert result.exit_code == 1 and "cons_loss=kld (this invocation: var)" in result.output, result.output
     result = reuse("--no-such-option")

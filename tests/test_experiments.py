@@ -60,8 +60,16 @@ def test_commands_follow_the_paper_and_every_one_parses(tmp_path):
     (["--table", "isic2017", "--", "--out-dir=x"], "--out-dir after --"),
     (["--table", "isic2017", "--shard", "2/2"], "give K/N with 0 ≤ K < N"),
     (["--table", "isic2017", "--labels", "50,half"], "'half' is not a labelled count"),
+    (["--table", "isic2017", "--labels", "50,50"], "names a count twice"),
     (["--table", "isic2017", "--seeds", "1,a"], "give comma-separated integers"),
+    (["--table", "isic2017", "--regs", "cutmx"], "'cutmx': not a perturbation; choose from none, "),
+    (["--table", "isic2017", "--regs", "none,"], "'': not a perturbation"),
     (["--table", "mnist"], "--table"),
+    (["--table", "isic2017", "--shards", "0/4"], "No such option '--shards'"),  # a typo is not passed on
+    (["--table", "cityscapes", "--", "--no-authors-split"], "--no-authors-split after --"),  # --no- forms, aliases
+    (["--table", "isic2017", "--", "--split_path", "x.txt"], "--split_path after --"),
+    (["--table", "isic2017", "--", "-h"], "-h after --"),
+    (["--table", "isic2017", "--", "--devise", "cuda"], "the training options after --: No such option '--devise'"),
 ])
 def test_bad_options_are_one_line(args, message):
     result = invoke("commands", *args)
@@ -77,6 +85,10 @@ def test_run_keeps_finished_runs_resumes_stopped_ones_and_refuses_other_settings
     def run(regs, *extra):
         return invoke("run", "--table", "cityscapes", "--arch", "unet_small", "--regs", regs, "--labels", "2",
                       "--seeds", "1", "--data-dir", root, "--out-root", out_root, "--", *tiny, *extra)
+
+    # an option one of the runs refuses stops everything before any training (the baseline has no strong view)
+    result = run("none,cutmix", "--iters", "2", "--aug-strong-colour")
+    assert result.exit_code == 1 and "--aug-strong-colour" in result.output and not out_root.exists(), result.output
 
     result = run("none,cutmix", "--iters", "2")
     assert result.exit_code == 0, result.output
@@ -98,17 +110,49 @@ def test_run_keeps_finished_runs_resumes_stopped_ones_and_refuses_other_settings
     result = run("cutmix", "--iters", "4")
     assert result.exit_code == 0 and "resuming" in result.output, result.output
     final = json.loads((runs["cutmix"] / "final.json").read_text())
-    assert final["iters"] == 4 and final["miou"] != first["miou"]
+    assert final["iters"] == 4 and first["iters"] == 2
     assert [r["start_iter"] for r in json.loads((runs["cutmix"] / "environment.json").read_text())] == [0, 2]
 
-    # a finished run with other settings is named, not reused or replaced
+    # where a run ran is not a setting: other threads, a data path by another name (a link) keep it
+    (tmp_path / "link").symlink_to(root)
+    result = invoke("run", "--table", "cityscapes", "--arch", "unet_small", "--regs", "none", "--labels", "2",
+                    "--seeds", "1", "--data-dir", tmp_path / "link", "--out-root", out_root, "--", *tiny[:-2],
+                    "--threads", "1", "--iters", "2")
+    assert result.exit_code == 0 and "finished before" in result.output, result.output
+
+    # stopped after its last checkpoint, before final.json: the final evaluation is made again, nothing trained
+    lines = (runs["none"] / "metrics.jsonl").read_text()
+    before = json.loads((runs["none"] / "final.json").read_text())
+    (runs["none"] / "final.json").unlink()
+    result = run("none", "--iters", "2")
+    assert result.exit_code == 0 and "resuming" in result.output, result.output
+    after = json.loads((runs["none"] / "final.json").read_text())
+    assert after["miou"] == before["miou"] and (runs["none"] / "metrics.jsonl").read_text() == lines
+
+    # a run another process holds is skipped, not trained twice
+    import fcntl
+    (runs["none"] / "final.json").unlink()
+    with open(out_root / "cityscapes" / "unet_small" / "none-n2-s1.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run("none", "--iters", "2")
+    assert result.exit_code == 0 and "another process is running it; skipped" in result.output, result.output
+    assert not (runs["none"] / "final.json").exists()
+
+    # a damaged file is a one-line error naming it
+    (runs["cutmix"] / "config.json").write_text("{not json")
+    result = run("cutmix", "--iters", "4")
+    assert result.exit_code == 1 and f"cannot read {runs['cutmix'] / 'config.json'}" in result.output, result.output
+    assert "Traceback" not in result.output
+    (runs["cutmix"] / "config.json").write_text(json.dumps({**config, "iters": 4}))
+
+    # a run (stopped here) with other settings is named, not resumed or replaced
     result = run("none", "--iters", "3")
     assert result.exit_code == 1 and "iters=2 (this invocation: 3)" in result.output, result.output
-    assert json.loads((runs["none"] / "final.json").read_text())["iters"] == 2
+    assert json.loads((runs["none"] / "config.json").read_text())["iters"] == 2
 
     result = invoke("summarize", out_root)
     assert result.exit_code == 0, result.output
-    assert "| cityscapes | unet_small | none | 2 | 1 |" in result.output
+    assert f"unfinished (no final.json, left out): {runs['none']}" in result.output
     assert "| cityscapes | unet_small | cutmix | 2 | 1 |" in result.output and "| — | — |" in result.output
 
 
@@ -131,7 +175,7 @@ def test_summary_by_hand(tmp_path):
     result = invoke("summarize", tmp_path, "--json", tmp_path / "rows.json")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    # rows by labelled count, the baseline before CutMix; published: SPEC §6 (CutMix 51.20 at 100, 67.68 at all)
+    # rows by labelled count, the baseline before CutMix; published: the paper's (CutMix 51.20 at 100, 67.68 at all)
     assert lines[2] == "| cityscapes | deeplabv2_resnet101 | none | 100 | 2 | 41.00 ± 1.41 * | 46.00 ± 1.41 | — | — |"
     assert lines[3] == "| cityscapes | deeplabv2_resnet101 | cutmix | 100 | 2 | 51.00 ± 1.41 | — | 51.20 | -0.20 |"
     assert lines[4] == "| cityscapes | deeplabv2_resnet101 | cutmix | 2975 | 1 | 67.50 | — | 67.68 | -0.18 |"
@@ -144,3 +188,13 @@ def test_summary_by_hand(tmp_path):
     assert result.exit_code == 1 and "pass --overwrite" in result.output
     result = invoke("summarize", tmp_path / "stopped")
     assert result.exit_code == 1 and "no finished run" in result.output
+    result = invoke("summarize", tmp_path, "--json", tmp_path / "no" / "rows.json")
+    assert result.exit_code == 1 and "create it first" in result.output
+    # a damaged run is named and left out; a run without split.json and all labels counts the training set
+    (tmp_path / "a" / "final.json").write_text("{")
+    (tmp_path / "e" / "split.json").unlink()
+    (tmp_path / "e" / "config.json").write_text(json.dumps({**city, "seed": 1, "n_sup": None}))
+    result = invoke("summarize", tmp_path)
+    assert result.exit_code == 0 and f"warning: cannot read the run {tmp_path / 'a'} (JSONDecodeError" in result.output
+    assert "| cityscapes | deeplabv2_resnet101 | cutmix | 100 | 1 | 52.00 | — | 51.20 | +0.80 |" in result.output
+    assert "| cityscapes | deeplabv2_resnet101 | cutmix | 2975 | 1 | 67.50 | — | 67.68 | -0.18 |" in result.output

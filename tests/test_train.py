@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import architectures
 import datapipe
+import provenance
 import regularizers
 import train_seg_semisup
 from train_seg_semisup import lr_factor
@@ -110,6 +111,22 @@ def test_resume_refuses_changed_options_and_nothing_to_do(tmp_path):
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
     assert (out / "metrics.jsonl").read_text() == before
+    # stopped after the last checkpoint, before final.json (killed in the test-set evaluation): --resume makes
+    # the final evaluation again and trains nothing; its metrics record was written before the checkpoint
+    final = json.loads((out / "final.json").read_text())
+    (out / "final.json").unlink()
+    result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "final.json").read_text())
+    assert (again["miou"], again["iters"]) == (final["miou"], 4) and again["seconds"] >= final["seconds"]
+    assert (out / "metrics.jsonl").read_text() == before
+    # a damaged environment.json is kept aside under a new name, not overwritten
+    (out / "environment.json").write_text('{"not": "a list"}')
+    (out / "final.json").unlink()
+    result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--out-dir", str(out)])
+    assert result.exit_code == 0 and "was not a list of records; kept as environment.damaged-" in result.output
+    assert [json.loads(p.read_text()) for p in out.glob("environment.damaged-*.json")] == [{"not": "a list"}]
+    assert [r["start_iter"] for r in json.loads((out / "environment.json").read_text())] == [4]
     for damaged in ("checkpoint.pt", "config.json"):
         (out / damaged).write_bytes((out / damaged).read_bytes()[:100])
         result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--iters", "6", "--out-dir", str(out)])
@@ -186,19 +203,19 @@ def test_seed_reproduces_and_resume_is_exact(tmp_path):
 
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):
-    assert train_seg_semisup.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}
+    assert provenance.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], check=True)
     (tmp_path / "a.py").write_text("x = 1\n")
     subprocess.run([*git, "add", "a.py"], check=True)
     subprocess.run([*git, "commit", "-qm", "a"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     (tmp_path / "new.txt").write_text("untracked files are not changes to the code\n")
-    assert train_seg_semisup.code_version(tmp_path) == {"commit": head, "uncommitted_changes": False}
+    assert provenance.code_version(tmp_path) == {"commit": head, "uncommitted_changes": False}
     (tmp_path / "a.py").write_text("x = 2\n")
-    assert train_seg_semisup.code_version(tmp_path) == {"commit": head, "uncommitted_changes": True}
+    assert provenance.code_version(tmp_path) == {"commit": head, "uncommitted_changes": True}
 
 
 def with_dropout(monkeypatch):

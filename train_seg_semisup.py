@@ -983,7 +983,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     # the final teacher is what is reported (no best-iteration picking)
     preds_dir = out / "preds" if cfg["save_preds"] else None
     final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir, procs)
-    if start_iter < iters:
+    if not (cfg["resume"] and start_iter == iters):
         seconds = log_evaluation(final_scores, iters)["seconds"]
         save_state(iters)
     else:  # --resume of a run stopped after its last checkpoint: its record of this evaluation is written

@@ -213,6 +213,8 @@ def runs_of(table_name, arch, regs, labels, seeds, data_dir, split_file, out_roo
         seeds = [int(s) for s in seeds.split(",")] if seeds else list(table.seeds)
     except ValueError:
         raise click.BadParameter(f"{seeds!r}: give comma-separated integers", param_hint="--seeds") from None
+    if len(set(seeds)) < len(seeds):
+        raise click.BadParameter("a seed is named twice; give each once", param_hint="--seeds")
     runs = plan(table, arch or table.arch, parse_regs(regs), labels, seeds, data_dir, split_file, Path(out_root),
                 list(extra))
     k, n = parse_shard(shard)

@@ -62,6 +62,7 @@ def test_commands_follow_the_paper_and_every_one_parses(tmp_path):
     (["--table", "isic2017", "--labels", "50,half"], "'half' is not a labelled count"),
     (["--table", "isic2017", "--labels", "50,50"], "names a count twice"),
     (["--table", "isic2017", "--seeds", "1,a"], "give comma-separated integers"),
+    (["--table", "isic2017", "--seeds", "1,2,1"], "a seed is named twice"),
     (["--table", "isic2017", "--regs", "cutmx"], "'cutmx': not a perturbation; choose from none, "),
     (["--table", "isic2017", "--regs", "none,"], "'': not a perturbation"),
     (["--table", "mnist"], "--table"),

@@ -284,12 +284,13 @@ def resolve_config(given: dict) -> dict:
 
 
 # what --resume may set
-RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers", "processes"}
+RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers", "processes", "data_dir"}
 
 
 def resume_config(given: dict):
     """The saved configuration of the run in ``--out-dir``; only ``--iters`` (to extend it) and where it runs
-    (``--device``, ``--threads``, ``--num-workers``) may change."""
+    (``--device``, ``--threads``, ``--num-workers``, and ``--data-dir``: the same data in another folder) may
+    change."""
     if given["out_dir"] is None:
         raise ConfigError("--resume needs --out-dir, the run directory to continue")
     path = Path(given["out_dir"]) / "config.json"
@@ -299,14 +300,15 @@ def resume_config(given: dict):
     if changed:
         names = ", ".join("--" + key.replace("_", "-") for key in changed)
         raise ConfigError(f"--resume continues the saved configuration in {path}; drop {names} (only --iters, "
-                          f"--device, --threads and --num-workers may be given)")
+                          f"--device, --threads, --num-workers and --data-dir may be given)")
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"--resume: cannot read {path} ({err}); the run cannot be continued, start a new "
                           f"one") from None
     cfg = {**GLOBAL_DEFAULTS, **saved}  # options added since the run started: defaults
-    cfg.update({key: given[key] for key in ("device", "threads", "num_workers") if given[key] is not None})
+    cfg.update({key: given[key] for key in ("device", "threads", "num_workers", "data_dir")
+                if given[key] is not None})
     cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
     check_device(cfg["device"])
     for key in ("crop_size", "aug_scale_range"):
@@ -522,6 +524,14 @@ def environment_record(device: torch.device, start_iter: int, procs: Processes) 
             "torch_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "processes": procs.world}
+
+
+def final_iters(out: Path) -> int | None:
+    """The iterations of the run whose final.json is in ``out`` (None: none, or unreadable)."""
+    try:
+        return json.loads((out / "final.json").read_text()).get("iters")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def append_environment(out: Path, record: dict) -> None:
@@ -842,10 +852,12 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         optimizer.load_state_dict(ckpt["optimizer"])
         mask_rng.bit_generator.state = ckpt["mask_rng"][procs.rank] if procs.world > 1 else ckpt["mask_rng"]
         start_iter = ckpt["iter"]
-        finished = (out / "final.json").is_file()
-        if cfg["iters"] < start_iter or (cfg["iters"] == start_iter and finished):
+        # stopped after the checkpoint of its last iteration, before its final.json (a final.json of an
+        # earlier, shorter part does not count): only the final evaluation is left to do
+        at_end = start_iter == cfg["iters"] == ckpt.get("config", {}).get("iters")
+        if cfg["iters"] <= start_iter and not (at_end and final_iters(out) != start_iter):
             raise ConfigError(f"--resume: the run in {out} has already trained {start_iter} iterations"
-                              f"{' and written final.json' if finished else ''}; give --iters above {start_iter} "
+                              f"{' and written final.json' if at_end else ''}; give --iters above {start_iter} "
                               f"to extend it")
 
     params = aug_params(cfg)
@@ -880,6 +892,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
+    elif procs.main:  # --resume --iters N: the run is N iterations long from now on
+        saved = json.loads((out / "config.json").read_text())
+        if saved.get("iters") != cfg["iters"]:
+            write_json(out / "config.json", {**saved, "iters": cfg["iters"]})
     if procs.main:
         append_environment(out, environment_record(device, start_iter, procs))
     procs.barrier()  # no process writes into the run directory before process 0 has made it anew
@@ -1344,7 +1360,10 @@ def commit_note(out: Path) -> str | None:
     uncommitted changes, or no record of its commit); None when it ran at this checkout's clean commit."""
     now = provenance.code_version()
     path = out / "environment.json"
-    records = read_run_json(path, "a list of records") if path.is_file() else []
+    try:
+        records = json.loads(path.read_text()) if path.is_file() else []
+    except (ValueError, OSError) as err:
+        return f"cannot read {path} ({type(err).__name__}): which code made {out} is unknown"
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         return f"{path} is not a list of records: which code made {out} is unknown"
     ran = sorted({r.get("commit") or "unknown" for r in records} |

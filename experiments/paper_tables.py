@@ -139,7 +139,7 @@ def parse_labels(text: str | None, table: Table) -> list:
         item = item.strip()
         if item == "all":
             labels.append(ALL)
-        elif item.isdigit() and int(item) > 0:
+        elif item.isascii() and item.isdigit() and int(item) > 0:
             labels.append(int(item))
         else:
             raise click.BadParameter(f"{item!r} is not a labelled count; give positive integers or 'all', "
@@ -267,8 +267,8 @@ def run_table(**options):
         click.echo(f"no run in shard {options['shard']}")
     for i, run in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {run.out}"
-        with run_lock(run.out) as mine:
-            if not mine:
+        with run_lock(run.out) as lock:
+            if lock is None:
                 click.echo(f"{label}: another process is running it; skipped")
                 continue
             if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
@@ -280,52 +280,65 @@ def run_table(**options):
                 if note:
                     click.echo(f"note: {note}")
             if (run.out / "final.json").is_file():
-                final = train_seg_semisup.read_run_json(run.out / "final.json", "the run's final scores")
+                final = final_scores(run.out)
                 click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
                 continue
             if (run.out / "checkpoint.pt").is_file():
-                args = ["--resume", f"--out-dir={run.out}", *resume_args(extra)]
+                data = [f"--data-dir={options['data_dir']}"] if options["data_dir"] else []
+                args = ["--resume", f"--out-dir={run.out}", *data, *resume_args(extra)]
                 click.echo(f"{label}: resuming")
             else:
                 args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
                 click.echo(f"{label}: starting")
-            final = train(run.out, args)
+            final = train(run.out, args, lock)
         click.echo(f"{label}: mIoU {100 * final['miou']:.2f}% in {final['seconds'] / 60:.1f} min")
 
 
 @contextlib.contextmanager
 def run_lock(out: Path):
-    """Whether this process holds ``OUT.lock`` (an exclusive lock, released at the end or when the process
-    dies): two invocations sharing runs (a requeued job, one shard started twice) never train the same run."""
+    """``OUT.lock`` held by this process (an exclusive lock: the open file, whose descriptor the training
+    process inherits, so the lock lasts while either lives), or None if another process holds it: two
+    invocations sharing runs (a requeued job, one shard started twice) never train the same run. Where
+    there is no fcntl (not Unix) runs are not locked: the file is yielded unlocked."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield True
-        return
     with open(out.parent / f"{out.name}.lock", "a") as handle:
+        if fcntl is None:
+            yield handle
+            return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
+            yield None
             return
         try:
-            yield True
+            yield handle
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def train(out: Path, args: list[str]) -> dict:
-    """One training process, its output appended to ``<out>.log``; its final.json."""
+def final_scores(out: Path) -> dict:
+    """The run's final.json, checked: a one-line error where it is not a run's final scores."""
+    final = train_seg_semisup.read_run_json(out / "final.json", "the run's final scores")
+    if not isinstance(final, dict) or not isinstance(final.get("miou"), float | int):
+        raise click.ClickException(f"{out / 'final.json'} holds no mIoU; move the run away or repair the file")
+    return final
+
+
+def train(out: Path, args: list[str], lock) -> dict:
+    """One training process (inheriting ``lock``'s descriptor), its output appended to ``<out>.log``; its
+    final scores."""
     log_path = out.parent / f"{out.name}.log"
     with open(log_path, "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
         log.flush()
         code = subprocess.run([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
-                              stderr=subprocess.STDOUT).returncode
+                              stderr=subprocess.STDOUT,
+                              pass_fds=(lock.fileno(),) if fcntl else ()).returncode
     if code != 0 or not (out / "final.json").is_file():
         last = (log_path.read_text().strip().splitlines() or [""])[-1]
         raise click.ClickException(f"{out} failed (exit {code}{', no final.json' if code == 0 else ''}): {last}  "
                                    f"(log: {log_path})")
-    return train_seg_semisup.read_run_json(out / "final.json", "the run's final scores")
+    return final_scores(out)
 
 
 # ----------------------------------------------------------------------------- summarize
@@ -347,8 +360,10 @@ def read_result(out: Path) -> Result:
     """The finished run in ``out``; ValueError or OSError where its files cannot be read as a run's."""
     config = json.loads((out / "config.json").read_text())
     final = json.loads((out / "final.json").read_text())
-    if not isinstance(config, dict) or not isinstance(final, dict) or not isinstance(final.get("miou"), float | int):
-        raise ValueError("config.json and final.json must be objects, final.json with an miou")
+    number = float | int
+    if not isinstance(config, dict) or not isinstance(final, dict) or not isinstance(final.get("miou"), number) \
+            or not isinstance(final.get("test_miou", 0), number):
+        raise ValueError("config.json and final.json must be objects, final.json with a numeric miou")
     split = json.loads((out / "split.json").read_text()) if (out / "split.json").is_file() else {}
     if isinstance(split, dict) and isinstance(split.get("labelled"), list):
         n_labelled = len(split["labelled"])

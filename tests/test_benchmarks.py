@@ -224,9 +224,9 @@ def test_synthetic_benchmark_reuses_only_runs_of_the_same_settings(tmp_path):
     (out / "environment.json").write_text('{"commit": "x"}')
     result = reuse("--device", "cpu")
     assert result.exit_code == 0 and "is not a list of records: which code made" in result.output, result.output
-    (out / "environment.json").write_text("[{")
+    (out / "environment.json").write_text("[{")  # a damaged record of the code is a note, not a stop
     result = reuse("--device", "cpu")
-    assert result.exit_code == 1 and f"cannot read {out / 'environment.json'}" in result.output, result.output
+    assert result.exit_code == 0 and f"cannot read {out / 'environment.json'}" in result.output, result.output
     (out / "environment.json").unlink()
     result = reuse("--device", "cpu", "--cons-loss", "var")
     assert result.exit_code == 1 and "cons_loss=kld (this invocation: var)" in result.output, result.output

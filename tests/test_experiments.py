@@ -130,6 +130,19 @@ def test_run_keeps_finished_runs_resumes_stopped_ones_and_refuses_other_settings
     after = json.loads((runs["none"] / "final.json").read_text())
     assert after["miou"] == before["miou"] and (runs["none"] / "metrics.jsonl").read_text() == lines
 
+    # a stopped run continues from the same data in another folder (--data-dir goes with --resume)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    (runs["none"] / "final.json").unlink()
+    result = invoke("run", "--table", "cityscapes", "--arch", "unet_small", "--regs", "none", "--labels", "2",
+                    "--seeds", "1", "--data-dir", moved, "--out-root", out_root, "--", *tiny, "--iters", "2")
+    assert result.exit_code == 0 and "resuming" in result.output, result.output
+    moved.rename(root)
+    # a final.json that holds no mIoU is a one-line error
+    (runs["none"] / "final.json").write_text('{"x": 1}')
+    result = run("none", "--iters", "2")
+    assert result.exit_code == 1 and "holds no mIoU" in result.output and "Traceback" not in result.output
+
     # a run another process holds is skipped, not trained twice
     import fcntl
     (runs["none"] / "final.json").unlink()

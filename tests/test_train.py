@@ -120,13 +120,23 @@ def test_resume_refuses_changed_options_and_nothing_to_do(tmp_path):
     again = json.loads((out / "final.json").read_text())
     assert (again["miou"], again["iters"]) == (final["miou"], 4) and again["seconds"] >= final["seconds"]
     assert (out / "metrics.jsonl").read_text() == before
+    # extended to 6 and stopped after the checkpoint at 6: the 4-iteration final.json does not count as its end
+    assert run(["--resume", "--iters", "6", "--out-dir", str(out)]).exit_code == 0
+    six = json.loads((out / "final.json").read_text())
+    (out / "final.json").write_text(json.dumps(final))  # the file of the earlier part, as a stop would leave it
+    result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--iters", "6", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "final.json").read_text())["miou"] == six["miou"]
+    result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--iters", "6", "--out-dir", str(out)])
+    assert result.exit_code == 1 and "already trained 6 iterations and written final.json" in result.output
+    before = (out / "metrics.jsonl").read_text()
     # a damaged environment.json is kept aside under a new name, not overwritten
     (out / "environment.json").write_text('{"not": "a list"}')
     (out / "final.json").unlink()
     result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--out-dir", str(out)])
     assert result.exit_code == 0 and "was not a list of records; kept as environment.damaged-" in result.output
     assert [json.loads(p.read_text()) for p in out.glob("environment.damaged-*.json")] == [{"not": "a list"}]
-    assert [r["start_iter"] for r in json.loads((out / "environment.json").read_text())] == [4]
+    assert [r["start_iter"] for r in json.loads((out / "environment.json").read_text())] == [6]
     for damaged in ("checkpoint.pt", "config.json"):
         (out / damaged).write_bytes((out / damaged).read_bytes()[:100])
         result = CliRunner().invoke(train_seg_semisup.main, ["--resume", "--iters", "6", "--out-dir", str(out)])

@@ -316,10 +316,16 @@ def run_lock(out: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def has_scores(final) -> bool:
+    """Whether ``final`` (a parsed final.json) holds a numeric miou (and test_miou, where it has one)."""
+    return isinstance(final, dict) and all(isinstance(final.get(key, 0.0), float | int) and not isinstance(
+        final.get(key, 0.0), bool) for key in ("miou", "test_miou")) and "miou" in final
+
+
 def final_scores(out: Path) -> dict:
     """The run's final.json, checked: a one-line error where it is not a run's final scores."""
     final = train_seg_semisup.read_run_json(out / "final.json", "the run's final scores")
-    if not isinstance(final, dict) or not isinstance(final.get("miou"), float | int):
+    if not has_scores(final):
         raise click.ClickException(f"{out / 'final.json'} holds no mIoU; move the run away or repair the file")
     return final
 
@@ -360,9 +366,7 @@ def read_result(out: Path) -> Result:
     """The finished run in ``out``; ValueError or OSError where its files cannot be read as a run's."""
     config = json.loads((out / "config.json").read_text())
     final = json.loads((out / "final.json").read_text())
-    number = float | int
-    if not isinstance(config, dict) or not isinstance(final, dict) or not isinstance(final.get("miou"), number) \
-            or not isinstance(final.get("test_miou", 0), number):
+    if not isinstance(config, dict) or not has_scores(final):
         raise ValueError("config.json and final.json must be objects, final.json with a numeric miou")
     split = json.loads((out / "split.json").read_text()) if (out / "split.json").is_file() else {}
     if isinstance(split, dict) and isinstance(split.get("labelled"), list):

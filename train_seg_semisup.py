@@ -553,6 +553,34 @@ def append_environment(out: Path, record: dict) -> None:
     write_json(path, [*records, record])
 
 
+def trim_metrics(out: Path, start_iter: int) -> None:
+    """Before ``--resume`` continues from the checkpoint of ``start_iter``: the lines of ``metrics.jsonl``
+    written after it (a run killed between an evaluation's record and its checkpoint, or mid-line) are of
+    training that is about to be done again, so they move to ``metrics.after-checkpoint-<time>-<pid>.jsonl``
+    and the resumed run writes them anew; the log never holds an iteration twice."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept, later = [], []
+    for line in path.read_text(errors="replace").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+            keep = record["iter"] <= start_iter
+        except (ValueError, TypeError, KeyError):  # a torn last line, or not a record of ours
+            keep = False
+        (kept if keep else later).append(line if line.endswith("\n") else line + "\n")
+    if not later:
+        return
+    aside = path.with_name(f"metrics.after-checkpoint-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl")
+    aside.write_text("".join(later))
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+    warnings.warn(f"{path.name}: {len(later)} line(s) written after the checkpoint of iteration {start_iter} "
+                  f"(the run stopped before that checkpoint was saved) moved to {aside.name}; the resumed run "
+                  f"writes them again", stacklevel=2)
+
+
 def jsonable(cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
@@ -893,6 +921,7 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
     elif procs.main:  # --resume --iters N: the run is N iterations long from now on
+        trim_metrics(out, start_iter)
         saved = json.loads((out / "config.json").read_text())
         if saved.get("iters") != cfg["iters"]:
             write_json(out / "config.json", {**saved, "iters": cfg["iters"]})

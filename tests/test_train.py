@@ -5,6 +5,7 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,51 @@ def test_seed_reproduces_and_resume_is_exact(tmp_path):
     assert all(isinstance(word, str) for word in records[1]["command"])  # this process's argv (pytest's here)
     assert records[0]["torch"] == torch.__version__ and records[0]["device"] == "cpu"
     assert {"commit", "uncommitted_changes", "numpy", "opencv", "host"} <= records[0].keys()
+
+
+def iters_logged(out: Path) -> list[int]:
+    return [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real SIGKILL at whatever point the run has reached after its second evaluation, not a run stopped
+    by --iters: --resume continues from the last checkpoint and ends where the uninterrupted run ends."""
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "30"]
+    killed = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--out-dir", str(killed)],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while child.poll() is None and not (
+                (killed / "metrics.jsonl").is_file() and len(iters_logged(killed)) >= 2):
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -9, "the run ended before it was killed: give it more iterations"
+    assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
+    result = run(["--resume", "--out-dir", str(killed)])
+    assert result.exit_code == 0, result.output
+    assert iters_logged(killed) == iters_logged(tmp_path / "whole") == list(range(2, 31, 2))
+    states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"] for r in ("whole", "killed")]
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
+    whole, resumed = (json.loads((tmp_path / r / "final.json").read_text()) for r in ("whole", "killed"))
+    assert resumed["miou"] == whole["miou"]
+
+
+def test_resume_moves_aside_the_log_lines_written_after_the_checkpoint(tmp_path):
+    """Killed after an evaluation's record was appended but before its checkpoint was saved (or mid-line):
+    those lines are redone by --resume, so they are kept aside and the log holds each iteration once."""
+    out = tmp_path / "run"
+    assert run([*TINY, "--iters", "2", "--out-dir", str(out)]).exit_code == 0
+    later = json.dumps({"iter": 4, "miou": 0.5}) + "\n" + '{"iter": 6, "mi'
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(later)
+    result = run(["--resume", "--iters", "4", "--out-dir", str(out)])
+    assert result.exit_code == 0 and "warning: metrics.jsonl: 2 line(s) written after" in result.output, result.output
+    assert iters_logged(out) == [2, 4]
+    aside = list(out.glob("metrics.after-checkpoint-*.jsonl"))
+    assert len(aside) == 1 and aside[0].read_text() == later + "\n"
 
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):

@@ -70,6 +70,7 @@ GLOBAL_DEFAULTS = {
     "val_seed": None,  # --authors-split: seed of --n-val's hold-out (None: the authors' 131, set when resolved)
     "iters": 40000,  # the paper: 40 epochs × 1000 iterations
     "eval_every": 1000,
+    "checkpoint_every": 0,  # 0: a checkpoint with each evaluation (and at the end) only
     "batch_size": 10,
     "unsup_batch_ratio": 1,
     "mix_partner": "stream",  # mixing partner: a second unlabelled batch (the authors') or the same batch
@@ -284,13 +285,14 @@ def resolve_config(given: dict) -> dict:
 
 
 # what --resume may set
-RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers", "processes", "data_dir"}
+RESUME_OPTIONS = {"resume", "out_dir", "iters", "device", "threads", "num_workers", "processes", "data_dir",
+                  "checkpoint_every"}
 
 
 def resume_config(given: dict):
-    """The saved configuration of the run in ``--out-dir``; only ``--iters`` (to extend it) and where it runs
-    (``--device``, ``--threads``, ``--num-workers``, and ``--data-dir``: the same data in another folder) may
-    change."""
+    """The saved configuration of the run in ``--out-dir``; only ``--iters`` (to extend it), where it runs
+    (``--device``, ``--threads``, ``--num-workers``, and ``--data-dir``: the same data in another folder) and
+    ``--checkpoint-every`` may change."""
     if given["out_dir"] is None:
         raise ConfigError("--resume needs --out-dir, the run directory to continue")
     path = Path(given["out_dir"]) / "config.json"
@@ -300,14 +302,14 @@ def resume_config(given: dict):
     if changed:
         names = ", ".join("--" + key.replace("_", "-") for key in changed)
         raise ConfigError(f"--resume continues the saved configuration in {path}; drop {names} (only --iters, "
-                          f"--device, --threads, --num-workers and --data-dir may be given)")
+                          f"--device, --threads, --num-workers, --data-dir and --checkpoint-every may be given)")
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"--resume: cannot read {path} ({err}); the run cannot be continued, start a new "
                           f"one") from None
     cfg = {**GLOBAL_DEFAULTS, **saved}  # options added since the run started: defaults
-    cfg.update({key: given[key] for key in ("device", "threads", "num_workers", "data_dir")
+    cfg.update({key: given[key] for key in ("device", "threads", "num_workers", "data_dir", "checkpoint_every")
                 if given[key] is not None})
     cfg.update(resume=True, out_dir=given["out_dir"], iters=given["iters"] or cfg["iters"])
     check_device(cfg["device"])
@@ -920,11 +922,12 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
-    elif procs.main:  # --resume --iters N: the run is N iterations long from now on
+    elif procs.main:  # --resume --iters N: the run is N iterations long from now on (--checkpoint-every M: so often)
         trim_metrics(out, start_iter)
         saved = json.loads((out / "config.json").read_text())
-        if saved.get("iters") != cfg["iters"]:
-            write_json(out / "config.json", {**saved, "iters": cfg["iters"]})
+        now = {key: cfg[key] for key in ("iters", "checkpoint_every")}
+        if {key: saved.get(key, GLOBAL_DEFAULTS[key]) for key in now} != now:
+            write_json(out / "config.json", {**saved, **now})
     if procs.main:
         append_environment(out, environment_record(device, start_iter, procs))
     procs.barrier()  # no process writes into the run directory before process 0 has made it anew
@@ -932,6 +935,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     t0 = time.time()
     # training means since the last evaluation, summed on the device: no host sync per iteration
     running = {"sums": torch.zeros(3, dtype=torch.float64, device=device), "n": 0, "shown": float("nan")}
+    if cfg["resume"] and "running" in ckpt:  # a checkpoint between evaluations: the means it had summed so far
+        sums = ckpt["running"]["sums"]
+        running["sums"].copy_(sums[procs.rank] if procs.world > 1 else sums)
+        running["n"] = ckpt["running"]["n"]
 
     def log_evaluation(scores: dict, done: int) -> dict:
         """Append one record to metrics.jsonl (training means since the last one, over the processes) and
@@ -960,10 +967,12 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     def save_state(done: int) -> None:
         """Process 0 writes the checkpoint; the random streams of every process go into it."""
         mask_states, torch_states = procs.gather(mask_rng.bit_generator.state), procs.gather(torch_rng_state(device))
+        sums = procs.gather(running["sums"].cpu())  # each process's training sums since the last record
         if not procs.main:
             return
-        streams = {"mask_rng": mask_states, "torch_rng": torch_states} if procs.world > 1 else \
-            {"mask_rng": mask_states[0], "torch_rng": torch_states[0]}
+        streams = {"mask_rng": mask_states, "torch_rng": torch_states, "running": {"sums": sums, "n": running["n"]}} \
+            if procs.world > 1 else {"mask_rng": mask_states[0], "torch_rng": torch_states[0],
+                                     "running": {"sums": sums[0], "n": running["n"]}}
         save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
                         optimizer=optimizer.state_dict(), **streams, iter=done,
                         seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
@@ -1021,8 +1030,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
 
             # evaluate, log and checkpoint (the final evaluation follows the loop)
             done = it + 1
-            if done < iters and cfg["eval_every"] and done % cfg["eval_every"] == 0:
+            evaluate = done < iters and cfg["eval_every"] and done % cfg["eval_every"] == 0
+            if evaluate:
                 log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std, procs=procs), done)
+            if evaluate or (done < iters and cfg["checkpoint_every"] and done % cfg["checkpoint_every"] == 0):
                 save_state(done)
 
     # the final teacher is what is reported (no best-iteration picking)
@@ -1165,6 +1176,9 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @option("--iters", type=click.IntRange(min=0),
         help="training iterations; 0 = only evaluate the network as built (e.g. from --weights) [recipe; 40000]")
 @option("--eval-every", type=click.IntRange(min=0), help="evaluate every N iterations, 0 = only at the end")
+@option("--checkpoint-every", type=click.IntRange(min=0),
+        help="also write checkpoint.pt every N iterations between evaluations, so that a killed run loses at most "
+             "N; 0 = with each evaluation and at the end only [0]")
 @option("--num-epochs", "--num_epochs", "num_epochs", type=click.IntRange(min=1),
         help="the authors' spelling: --iters = num-epochs × iters-per-epoch, evaluating after each epoch")
 @option("--iters-per-epoch", "--iters_per_epoch", "iters_per_epoch", type=click.IntRange(min=1),

@@ -95,9 +95,9 @@ def option_spellings(*names: str) -> set[str]:
 RUN_NAMING = option_spellings("dataset", "arch", "reg", "n_sup", "seed", "split_seed", "split_file", "authors_split",
                               "out_dir", "data_dir", "overwrite", "resume") | {"-h", "--help"}
 # what --resume accepts (train_seg_semisup.RESUME_OPTIONS): --iters, and where the run continues
-RESUME_FLAGS = option_spellings("iters", "device", "threads", "num_workers")
-# where a run ran: a finished or stopped run is kept whatever these were
-WHERE_IT_RAN = {"device", "threads", "processes", "num_workers", "data_dir"}
+RESUME_FLAGS = option_spellings("iters", "device", "threads", "num_workers", "checkpoint_every")
+# where (and how often checkpointed) a run ran: a finished or stopped run is kept whatever these were
+WHERE_IT_RAN = {"device", "threads", "processes", "num_workers", "data_dir", "checkpoint_every"}
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ def train(out: Path, args: list[str], lock) -> dict:
 # config entries that may differ between the runs of one row: the repeats' own, and where they ran (a data
 # folder or weights file of another name is named under the table: it may hold other data)
 REPEAT_KEYS = {"seed", "split_seed", "out_dir", "overwrite", "resume", "num_workers", "device", "threads",
-               "processes"}
+               "processes", "checkpoint_every"}
 
 
 @dataclass

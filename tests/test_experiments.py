@@ -108,17 +108,19 @@ def test_run_keeps_finished_runs_resumes_stopped_ones_and_refuses_other_settings
     (runs["cutmix"] / "final.json").unlink()
     config = json.loads((runs["cutmix"] / "config.json").read_text())
     (runs["cutmix"] / "config.json").write_text(json.dumps({**config, "iters": 4}))
-    result = run("cutmix", "--iters", "4")
+    result = run("cutmix", "--iters", "4", "--checkpoint-every", "1")  # how often it saves goes with --resume
     assert result.exit_code == 0 and "resuming" in result.output, result.output
     final = json.loads((runs["cutmix"] / "final.json").read_text())
     assert final["iters"] == 4 and first["iters"] == 2
+    assert json.loads((runs["cutmix"] / "config.json").read_text())["checkpoint_every"] == 1
     assert [r["start_iter"] for r in json.loads((runs["cutmix"] / "environment.json").read_text())] == [0, 2]
 
-    # where a run ran is not a setting: other threads, a data path by another name (a link) keep it
+    # where (and how often checkpointed) a run ran is not a setting: other threads, a data path by another
+    # name (a link), another checkpoint period keep it
     (tmp_path / "link").symlink_to(root)
     result = invoke("run", "--table", "cityscapes", "--arch", "unet_small", "--regs", "none", "--labels", "2",
                     "--seeds", "1", "--data-dir", tmp_path / "link", "--out-root", out_root, "--", *tiny[:-2],
-                    "--threads", "1", "--iters", "2")
+                    "--threads", "1", "--iters", "2", "--checkpoint-every", "1")
     assert result.exit_code == 0 and "finished before" in result.output, result.output
 
     # stopped after its last checkpoint, before final.json: the final evaluation is made again, nothing trained

@@ -111,6 +111,37 @@ def test_two_process_cutmix_resumes_exactly(tmp_path):
             f"(--processes 2)")
 
 
+def test_two_processes_killed_between_evaluations_resume_to_the_same_run(tmp_path):
+    """2 processes, one evaluation at the end and --checkpoint-every 2: stopped (SIGTERM to the launcher) after
+    a checkpoint, resumed, they end with the uninterrupted run's weights and its one log line, whose
+    training means span the stop: each process's sums since the last line are in the checkpoint."""
+    args = [*TINY, "--reg", "cutmix", "--iters", "16", "--eval-every", "0", "--checkpoint-every", "2"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert launch([*args, "--out-dir", str(straight)], 2).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--processes", "2",
+                                 "--out-dir", str(stopped)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        while launcher.poll() is None and not (stopped / "checkpoint.pt").is_file():
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTERM)
+    finally:
+        launcher.wait(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM and not (stopped / "final.json").exists()
+    ckpt = torch.load(stopped / "checkpoint.pt", weights_only=False)
+    assert 0 < ckpt["iter"] < 16 and len(ckpt["running"]["sums"]) == 2
+    proc = launch(["--resume", "--out-dir", str(stopped)], 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(straight / "checkpoint.pt", weights_only=False)
+    b = torch.load(stopped / "checkpoint.pt", weights_only=False)
+    for key in ("student", "teacher"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    logs = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
+             for line in (out / "metrics.jsonl").read_text().splitlines()] for out in (straight, stopped)]
+    assert logs[0] == logs[1] and [m["iter"] for m in logs[0]] == [16]
+
+
 def test_an_error_of_every_process_is_one_line(tmp_path):
     proc = launch([*TINY, "--batch-size", "3", "--iters", "1", "--out-dir", str(tmp_path / "run")], 2)
     assert proc.returncode == 1

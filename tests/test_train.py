@@ -243,6 +243,48 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path)
     assert resumed["miou"] == whole["miou"]
 
 
+class Killed(Exception):
+    pass
+
+
+def test_checkpoint_every_resumes_between_evaluations_to_the_same_run(tmp_path, monkeypatch):
+    """--checkpoint-every 3 with evaluations every 4: killed in the evaluation of iteration 4, the run resumes
+    from the checkpoint of iteration 3 (no log line of its own) and ends as the uninterrupted run, its log
+    too: the training means since the last line are in the checkpoint."""
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "6", "--eval-every", "4"]
+    assert run([*args, "--out-dir", str(tmp_path / "plain")]).exit_code == 0
+    assert run([*args, "--checkpoint-every", "3", "--out-dir", str(tmp_path / "whole")]).exit_code == 0
+    evaluate = train_seg_semisup.run_evaluation
+
+    def killed_at_first_evaluation(*a, **k):
+        raise Killed
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(train_seg_semisup, "run_evaluation", killed_at_first_evaluation)
+    with pytest.raises(Killed):
+        run([*args, "--checkpoint-every", "3", "--out-dir", str(out)])
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iter"] == 3
+    assert not (out / "metrics.jsonl").exists()  # a checkpoint without an evaluation writes no line
+    monkeypatch.setattr(train_seg_semisup, "run_evaluation", evaluate)
+    result = run(["--resume", "--out-dir", str(out)])
+    assert result.exit_code == 0, result.output
+
+    def log(name):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert log("killed") == log("whole") == log("plain") and [m["iter"] for m in log("plain")] == [4, 6]
+    states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"]
+              for r in ("plain", "whole", "killed")]
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
+        torch.testing.assert_close(states[2][key], states[0][key], rtol=0, atol=0)
+    # --resume may change the period (where and how often it saves is not what it trains); config.json says so
+    assert run(["--resume", "--iters", "8", "--checkpoint-every", "1", "--out-dir", str(out)]).exit_code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["iters"], saved["checkpoint_every"]) == (8, 1)
+
+
 def test_resume_moves_aside_the_log_lines_written_after_the_checkpoint(tmp_path):
     """Killed after an evaluation's record was appended but before its checkpoint was saved (or mid-line):
     those lines are redone by --resume, so they are kept aside and the log holds each iteration once."""

@@ -9,6 +9,7 @@
 # so that a partial table is balanced. Reported as they come (README, fashion_canvas benchmark): per seed, the
 # mean over seeds 3-5, and the targets (ahead on every seed, >= 3 points on average, <= 15 min per run)
 # checked on these seeds alone; the issue's own benchmark stays protocol B on seeds 0-2.
+# Finished runs are kept; a stopped one (checkpoint.pt, no final.json) is resumed, so run it again to continue.
 # Usage: bash benchmarks/fashion_B_replication.sh OUT_DIR [SEED ...]
 set -euo pipefail
 out=$1; shift
@@ -23,6 +24,11 @@ for seed in ${seeds[@]}; do
         extra=()
         [[ $method == cutmix_colour ]] && extra=(--aug-strong-colour)
         start=$(date +%s)
+        if [[ -f $run/checkpoint.pt ]]; then  # stopped (e.g. the session ended): continued exactly from its checkpoint
+            python train_seg_semisup.py --resume --out-dir "$run" >> "$run.log" 2>&1
+            echo "$method seed $seed: resumed, $(( $(date +%s) - start )) s wall for this part" | tee -a "$out/wall.txt"
+            continue
+        fi
         python train_seg_semisup.py --dataset fashion_canvas --reg "$reg" --seed "$seed" --split-seed "$seed" \
             --n-sup 100 --iters 3000 --threads 2 "${extra[@]}" --out-dir "$run" --overwrite > "$run.log" 2>&1
         echo "$method seed $seed: $(( $(date +%s) - start )) s wall" | tee -a "$out/wall.txt"

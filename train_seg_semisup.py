@@ -41,6 +41,11 @@ import torchvision
 from PIL import Image
 
 try:
+    import fcntl  # run directories are locked on Unix; elsewhere they are not
+except ImportError:
+    fcntl = None
+
+try:
     import resource  # peak memory; Unix only
 except ImportError:
     resource = None
@@ -448,14 +453,42 @@ def check_out_dir(cfg: dict) -> Path:
 
 
 def start_out_dir(out: Path) -> None:
-    """Replace (``--overwrite``, checked by ``check_out_dir``) or create the run directory: called once
-    every input has been read and checked, so that a bad option never costs the run it would replace."""
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)
+    """Empty (``--overwrite``, checked by ``check_out_dir``) or create the run directory: called once
+    every input has been read and checked, so that a bad option never costs the run it would replace. The
+    directory itself stays (its lock, held by this process, with it)."""
+    for entry in (out.iterdir() if out.is_dir() else ()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create --out-dir {out} ({err.strerror}); choose another directory") from None
+
+
+@contextlib.contextmanager
+def run_dir_lock(out: Path):
+    """Hold an exclusive lock on the run directory itself while this process trains into it (flock on the
+    directory: the kernel drops it when the process ends, however it ends). A second process that would
+    write into the same directory (``--resume`` twice, a requeued job, ``--overwrite`` of a running run) is
+    refused in one line before it changes anything."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"run directory {out} is in use by another training process (it holds the "
+                              f"directory's lock); wait for that run to end, or choose another --out-dir") from None
+        except OSError as err:  # a file system without locks (some network ones)
+            warnings.warn(f"cannot lock {out} ({err.strerror}); nothing keeps a second process from writing into "
+                          f"it", stacklevel=2)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_device(name: str) -> None:
@@ -810,7 +843,12 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
 # ----------------------------------------------------------------------------- training
 
 def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None) -> dict:
-    procs = procs or Processes({})
+    """Train the run ``cfg`` describes (a new one, or ``--resume``); its final scores."""
+    with contextlib.ExitStack() as held:  # the run directory's lock, released when training ends
+        return train_locked(cfg, bundle, procs or Processes({}), held)
+
+
+def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held: contextlib.ExitStack) -> dict:
     if cfg["resume"] and cfg["processes"] != procs.world:
         raise ConfigError(f"--resume: the run in {cfg['out_dir']} trained in {cfg['processes']} process(es); "
                           f"continue it with as many (--processes {cfg['processes']})")
@@ -824,6 +862,8 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
     device = procs.device(cfg["device"])
     procs.start(device)
     out = check_out_dir(cfg)
+    if procs.main and out.is_dir():  # an existing run (--resume, --overwrite): no other process may be in it
+        held.enter_context(run_dir_lock(out))
     procs.barrier()  # every process has checked the run directory before process 0 replaces it
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -919,7 +959,10 @@ def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None
         return batch
 
     if not cfg["resume"] and procs.main:  # every input is read and checked: now the run directory may be replaced
+        new = not out.is_dir()
         start_out_dir(out)
+        if new:
+            held.enter_context(run_dir_lock(out))
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
     elif procs.main:  # --resume --iters N: the run is N iterations long from now on (--checkpoint-every M: so often)

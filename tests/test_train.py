@@ -2,6 +2,7 @@
 import copy
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -298,6 +299,30 @@ def test_resume_moves_aside_the_log_lines_written_after_the_checkpoint(tmp_path)
     assert iters_logged(out) == [2, 4]
     aside = list(out.glob("metrics.after-checkpoint-*.jsonl"))
     assert len(aside) == 1 and aside[0].read_text() == later + "\n"
+
+
+@pytest.mark.skipif(train_seg_semisup.fcntl is None, reason="run directories are locked on Unix only")
+def test_a_run_directory_in_use_is_refused_and_left_alone(tmp_path):
+    """Another process holding the run directory's lock (a run still training into it): --resume and
+    --overwrite are refused in one line and change nothing; once it is released both work."""
+    out = tmp_path / "run"
+    assert run([*TINY, "--iters", "2", "--out-dir", str(out)]).exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    other = os.open(out, os.O_RDONLY)  # another open file description: to flock, another process
+    try:
+        train_seg_semisup.fcntl.flock(other, train_seg_semisup.fcntl.LOCK_EX | train_seg_semisup.fcntl.LOCK_NB)
+        for args in (["--resume", "--iters", "4"], [*TINY, "--overwrite"]):
+            result = CliRunner().invoke(train_seg_semisup.main, [*args, "--out-dir", str(out)])
+            assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+            assert result.output == (f"Error: run directory {out} is in use by another training process (it holds "
+                                     f"the directory's lock); wait for that run to end, or choose another "
+                                     f"--out-dir\n")
+            assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    finally:
+        os.close(other)
+    assert run(["--resume", "--iters", "4", "--out-dir", str(out)]).exit_code == 0
+    assert run([*TINY, "--iters", "1", "--overwrite", "--out-dir", str(out)]).exit_code == 0
+    assert json.loads((out / "final.json").read_text())["iters"] == 1
 
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):

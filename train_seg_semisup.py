@@ -452,19 +452,42 @@ def check_out_dir(cfg: dict) -> Path:
     return out
 
 
-def start_out_dir(out: Path) -> None:
-    """Empty (``--overwrite``, checked by ``check_out_dir``) or create the run directory: called once
-    every input has been read and checked, so that a bad option never costs the run it would replace. The
-    directory itself stays (its lock, held by this process, with it)."""
-    for entry in (out.iterdir() if out.is_dir() else ()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+def make_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create --out-dir {out} ({err.strerror}); choose another directory") from None
+
+
+def start_out_dir(out: Path) -> None:
+    """Empty the run directory (``--overwrite``, checked by ``check_out_dir``): called once every input has
+    been read and checked, so that a bad option never costs the run it would replace. The directory itself
+    stays (its lock, held by this process, with it)."""
+    for entry in out.iterdir():
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as err:
+            raise ConfigError(f"--overwrite: cannot delete {err.filename or entry} ({err.strerror}), so {out} "
+                              f"is only partly emptied; make it writable, or choose another --out-dir") from None
+
+
+LOCK_FDS: set[int] = set()  # descriptors of the run-directory locks this process holds
+
+
+def close_lock_fds() -> None:
+    """In a forked child (a DataLoader worker): close the parent's lock descriptors, so that the lock, which
+    belongs to the open file and not to the process, does not outlive the parent in an orphaned worker."""
+    for fd in LOCK_FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=close_lock_fds)
 
 
 @contextlib.contextmanager
@@ -477,6 +500,7 @@ def run_dir_lock(out: Path):
         yield
         return
     fd = os.open(out, os.O_RDONLY)
+    LOCK_FDS.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -488,6 +512,7 @@ def run_dir_lock(out: Path):
                           f"it", stacklevel=2)
         yield
     finally:
+        LOCK_FDS.discard(fd)
         os.close(fd)
 
 
@@ -596,14 +621,16 @@ def trim_metrics(out: Path, start_iter: int) -> None:
     path = out / "metrics.jsonl"
     if not path.is_file():
         return
-    kept, later = [], []
-    for line in path.read_text(errors="replace").splitlines(keepends=True):
+    lines = [line if line.endswith("\n") else line + "\n"
+             for line in path.read_text(errors="replace").splitlines(keepends=True)]
+    end = 0  # after the last record of an iteration up to the checkpoint's: what follows it is redone
+    for i, line in enumerate(lines):
         try:
-            record = json.loads(line)
-            keep = record["iter"] <= start_iter
-        except (ValueError, TypeError, KeyError):  # a torn last line, or not a record of ours
-            keep = False
-        (kept if keep else later).append(line if line.endswith("\n") else line + "\n")
+            if json.loads(line)["iter"] <= start_iter:
+                end = i + 1
+        except (ValueError, TypeError, KeyError):  # a torn line, or not a record of ours
+            pass
+    kept, later = lines[:end], lines[end:]
     if not later:
         return
     aside = path.with_name(f"metrics.after-checkpoint-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl")
@@ -701,6 +728,19 @@ class Processes:
         """In place: every process gets process 0's values."""
         if self.world > 1 and tensors:
             self.flat_op(list(tensors), lambda flat: dist.broadcast(flat, 0))
+
+    def on_main(self, fn) -> None:
+        """Run ``fn`` in process 0 only. A ConfigError it raises is raised in every process (the same line
+        from each, which the launcher prints once), instead of in process 0 alone while the others wait."""
+        error = None
+        if self.main:
+            try:
+                fn()
+            except ConfigError as err:
+                error = err.message
+        error = self.gather(error)[0]
+        if error is not None:
+            raise ConfigError(error)
 
     def gather(self, obj) -> list:
         """``obj`` of every process, in rank order (on every process)."""
@@ -862,8 +902,9 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
     device = procs.device(cfg["device"])
     procs.start(device)
     out = check_out_dir(cfg)
-    if procs.main and out.is_dir():  # an existing run (--resume, --overwrite): no other process may be in it
-        held.enter_context(run_dir_lock(out))
+    locked = out.is_dir()
+    if locked:  # an existing run (--resume, --overwrite): no other process may be in it
+        procs.on_main(lambda: held.enter_context(run_dir_lock(out)))
     procs.barrier()  # every process has checked the run directory before process 0 replaces it
     if cfg["threads"]:
         torch.set_num_threads(cfg["threads"])
@@ -958,19 +999,23 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
                 batch[key] = batch[key].contiguous(memory_format=memory_format)
         return batch
 
-    if not cfg["resume"] and procs.main:  # every input is read and checked: now the run directory may be replaced
-        new = not out.is_dir()
-        start_out_dir(out)
-        if new:
+    def start_run_dir() -> None:  # every input is read and checked: now the run directory may be replaced
+        if not locked:  # it did not exist: made and locked now, and checked again under the lock, since
+            make_out_dir(out)  # another run may have started in it while this one read its data
             held.enter_context(run_dir_lock(out))
+            check_out_dir(cfg)
+        start_out_dir(out)
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
-    elif procs.main:  # --resume --iters N: the run is N iterations long from now on (--checkpoint-every M: so often)
-        trim_metrics(out, start_iter)
+
+    def continue_run_dir() -> None:  # --resume --iters N: the run is N iterations long from now on (and
+        trim_metrics(out, start_iter)  # --checkpoint-every M: checkpointed so often)
         saved = json.loads((out / "config.json").read_text())
         now = {key: cfg[key] for key in ("iters", "checkpoint_every")}
         if {key: saved.get(key, GLOBAL_DEFAULTS[key]) for key in now} != now:
             write_json(out / "config.json", {**saved, **now})
+
+    procs.on_main(continue_run_dir if cfg["resume"] else start_run_dir)
     if procs.main:
         append_environment(out, environment_record(device, start_iter, procs))
     procs.barrier()  # no process writes into the run directory before process 0 has made it anew
@@ -1389,7 +1434,7 @@ def main(**given):
 # ----------------------------------------------------------------------------- reusing finished runs
 
 # config entries that do not change what a run computes
-NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers"}
+NOT_SETTINGS = {"out_dir", "overwrite", "resume", "num_workers", "checkpoint_every"}
 # config entries holding paths: the same file by another spelling (relative, a link) is the same setting
 PATH_SETTINGS = {"data_dir", "split_file", "weights"}
 

@@ -142,6 +142,30 @@ def test_two_processes_killed_between_evaluations_resume_to_the_same_run(tmp_pat
     assert logs[0] == logs[1] and [m["iter"] for m in logs[0]] == [16]
 
 
+@pytest.mark.skipif(train_seg_semisup.fcntl is None, reason="run directories are locked on Unix only")
+def test_a_running_two_process_run_holds_its_directory(tmp_path):
+    """While 2 processes train into a run directory, a --resume of it is refused in one line; once they are
+    stopped it is free."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *TINY, "--iters", "100000",
+                                 "--eval-every", "0", "--checkpoint-every", "1", "--processes", "2", "--out-dir",
+                                 str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while launcher.poll() is None and not (out / "checkpoint.pt").is_file():
+            time.sleep(0.01)
+        proc = launch(["--resume", "--out-dir", str(out)])
+        assert proc.returncode == 1 and proc.stderr == (
+            f"Error: run directory {out} is in use by another training process (it holds the directory's lock); "
+            f"wait for that run to end, or choose another --out-dir\n"), proc.stderr
+        assert launcher.poll() is None  # still training, undisturbed
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+    with train_seg_semisup.run_dir_lock(out):
+        pass
+
+
 def test_an_error_of_every_process_is_one_line(tmp_path):
     proc = launch([*TINY, "--batch-size", "3", "--iters", "1", "--out-dir", str(tmp_path / "run")], 2)
     assert proc.returncode == 1

@@ -2,8 +2,10 @@
 import copy
 import json
 import math
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -218,10 +220,15 @@ def iters_logged(out: Path) -> list[int]:
     return [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+IN_USE = "is in use by another training process (it holds the directory's lock); wait for that run to end"
+
+
 def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
     """A real SIGKILL at whatever point the run has reached after its second evaluation, not a run stopped
-    by --iters: --resume continues from the last checkpoint and ends where the uninterrupted run ends."""
-    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "30"]
+    by --iters: --resume continues from the last checkpoint and ends where the uninterrupted run ends. While
+    the process lives (paused here), its run directory is locked; its loader worker, which can outlive it
+    for a few seconds, does not hold the lock."""
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "30", "--num-workers", "1"]
     killed = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--out-dir", str(killed)],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -229,13 +236,18 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path)
         while child.poll() is None and not (
                 (killed / "metrics.jsonl").is_file() and len(iters_logged(killed)) >= 2):
             time.sleep(0.01)
+        child.send_signal(signal.SIGSTOP)
+        assert child.poll() is None, "the run ended before it was stopped: give it more iterations"
+        for other in (["--resume"], [*args, "--overwrite"]):
+            result = CliRunner().invoke(train_seg_semisup.main, [*other, "--out-dir", str(killed)])
+            assert result.exit_code == 1 and IN_USE in result.output, result.output
     finally:
         child.kill()
         child.wait()
-    assert child.returncode == -9, "the run ended before it was killed: give it more iterations"
-    assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
-    result = run(["--resume", "--out-dir", str(killed)])
+    assert child.returncode == -9
+    result = run(["--resume", "--out-dir", str(killed)])  # at once: the orphaned worker may still be alive
     assert result.exit_code == 0, result.output
+    assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
     assert iters_logged(killed) == iters_logged(tmp_path / "whole") == list(range(2, 31, 2))
     states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"] for r in ("whole", "killed")]
     for key in states[0]:
@@ -323,6 +335,62 @@ def test_a_run_directory_in_use_is_refused_and_left_alone(tmp_path):
     assert run(["--resume", "--iters", "4", "--out-dir", str(out)]).exit_code == 0
     assert run([*TINY, "--iters", "1", "--overwrite", "--out-dir", str(out)]).exit_code == 0
     assert json.loads((out / "final.json").read_text())["iters"] == 1
+
+
+@pytest.mark.skipif(train_seg_semisup.fcntl is None, reason="run directories are locked on Unix only")
+def test_a_run_started_meanwhile_in_the_same_new_directory_is_left_alone(tmp_path, monkeypatch):
+    """Two new runs into one --out-dir that did not exist when each checked it: the second to create it finds
+    the first's files (or its lock) and stops, instead of emptying them."""
+    out = tmp_path / "run"
+    make = train_seg_semisup.make_out_dir
+
+    def another_run_started_first(path):
+        make(path)
+        (path / "config.json").write_text("{}")  # the other run's files, written while this one read its data
+
+    monkeypatch.setattr(train_seg_semisup, "make_out_dir", another_run_started_first)
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--out-dir", str(out)])
+    assert result.exit_code == 1 and "already exists" in result.output, result.output
+    assert [path.name for path in out.iterdir()] == ["config.json"]
+    shutil.rmtree(out)
+
+    def another_run_is_training_there(path):
+        make(path)
+        holder.append(os.open(path, os.O_RDONLY))
+        train_seg_semisup.fcntl.flock(holder[0], train_seg_semisup.fcntl.LOCK_EX)
+
+    holder = []
+    monkeypatch.setattr(train_seg_semisup, "make_out_dir", another_run_is_training_there)
+    try:
+        result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--out-dir", str(out)])
+    finally:
+        for fd in holder:
+            os.close(fd)
+    assert result.exit_code == 1 and IN_USE in result.output and not any(out.iterdir()), result.output
+
+
+def started_then_asleep(started) -> None:
+    started.set()
+    time.sleep(60)
+
+
+@pytest.mark.skipif(train_seg_semisup.fcntl is None or "fork" not in multiprocessing.get_all_start_methods(),
+                    reason="flock and fork (Unix)")
+def test_a_forked_worker_does_not_keep_the_run_directory_locked(tmp_path):
+    """A DataLoader worker forked while the lock is held shares the locked open file unless it closes it:
+    after a kill -9 of the training process it would keep the run locked until it notices its parent died."""
+    fork = multiprocessing.get_context("fork")
+    started = fork.Event()
+    with train_seg_semisup.run_dir_lock(tmp_path):
+        worker = fork.Process(target=started_then_asleep, args=(started,))
+        worker.start()
+        assert started.wait(30)  # the worker runs (what is done at fork in the child is done)
+    try:
+        with train_seg_semisup.run_dir_lock(tmp_path):  # the training process let go; the live worker holds nothing
+            pass
+    finally:
+        worker.kill()
+        worker.join()
 
 
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):

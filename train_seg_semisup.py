@@ -475,6 +475,9 @@ def start_out_dir(out: Path) -> None:
 
 
 LOCK_FDS: set[int] = set()  # descriptors of the run-directory locks this process holds
+# a lock descriptor inherited from the process that started this one (experiments/paper_tables.py's per-run
+# lock): kept open here, closed in forked children like this process's own
+INHERITED_LOCK_ENV = "SEMISUP_INHERITED_LOCK_FD"
 
 
 def close_lock_fds() -> None:
@@ -1412,6 +1415,11 @@ REG_CHOICES = ["none", *sorted(regularizers.REGULARIZERS)]
 @flag("save-preds", "save_preds", "write prediction PNGs of the evaluation set to preds/", "save_preds")
 def main(**given):
     """Train a segmentation network with mean teacher and a consistency regularizer."""
+    inherited = os.environ.pop(INHERITED_LOCK_ENV, None)  # popped: this process's own children do not hold it
+    with contextlib.suppress(ValueError, OSError):
+        fd = int(inherited or "")
+        os.fstat(fd)  # open here
+        LOCK_FDS.add(fd)
     warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)  # one line each
     procs = Processes()
     if "WORLD_SIZE" not in os.environ:  # not started by torchrun or by --processes: start the processes here

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shlex
 import statistics
 import subprocess
@@ -337,8 +338,10 @@ def train(out: Path, args: list[str], lock) -> dict:
     with open(log_path, "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
         log.flush()
+        # the lock's descriptor goes to the training process, which keeps it out of its loader workers
+        env = {**os.environ, train_seg_semisup.INHERITED_LOCK_ENV: str(lock.fileno())} if fcntl else None
         code = subprocess.run([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
-                              stderr=subprocess.STDOUT,
+                              stderr=subprocess.STDOUT, env=env,
                               pass_fds=(lock.fileno(),) if fcntl else ()).returncode
     if code != 0 or not (out / "final.json").is_file():
         last = (log_path.read_text().strip().splitlines() or [""])[-1]

@@ -393,6 +393,24 @@ def test_a_forked_worker_does_not_keep_the_run_directory_locked(tmp_path):
         worker.join()
 
 
+def test_a_lock_inherited_from_paper_tables_is_kept_out_of_forked_workers(tmp_path, monkeypatch):
+    """experiments/paper_tables.py passes its per-run lock's descriptor to the training process and names it
+    in the environment: the script adds it to the descriptors its forked workers close, and takes the name
+    out of the environment its own children get (where that number would be another file)."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+    monkeypatch.setenv(train_seg_semisup.INHERITED_LOCK_ENV, str(fd))
+    try:
+        result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--resume", "--out-dir", str(tmp_path / "none")])
+        assert result.exit_code == 1  # no run there: the script stopped, having read its environment first
+        assert fd in train_seg_semisup.LOCK_FDS and train_seg_semisup.INHERITED_LOCK_ENV not in os.environ
+    finally:
+        train_seg_semisup.LOCK_FDS.discard(fd)
+        os.close(fd)
+    monkeypatch.setenv(train_seg_semisup.INHERITED_LOCK_ENV, "123456")  # not open here: ignored
+    CliRunner().invoke(train_seg_semisup.main, ["--resume", "--out-dir", str(tmp_path / "none")])
+    assert 123456 not in train_seg_semisup.LOCK_FDS
+
+
 def test_code_version_names_the_commit_and_uncommitted_changes(tmp_path):
     assert provenance.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}
     if shutil.which("git") is None:

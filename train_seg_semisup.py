@@ -502,7 +502,11 @@ def run_dir_lock(out: Path):
     if fcntl is None:
         yield
         return
-    fd = os.open(out, os.O_RDONLY)
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as err:
+        raise ConfigError(f"cannot open the run directory {out} ({err.strerror}); check that it exists and that "
+                          f"you may read it") from None
     LOCK_FDS.add(fd)
     try:
         try:
@@ -905,7 +909,7 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
     device = procs.device(cfg["device"])
     procs.start(device)
     out = check_out_dir(cfg)
-    locked = out.is_dir()
+    locked = procs.gather(out.is_dir())[0]  # process 0's view: every process takes the same path below
     if locked:  # an existing run (--resume, --overwrite): no other process may be in it
         procs.on_main(lambda: held.enter_context(run_dir_lock(out)))
     procs.barrier()  # every process has checked the run directory before process 0 replaces it

@@ -214,3 +214,23 @@ def test_summary_by_hand(tmp_path):
     assert result.exit_code == 0 and f"warning: cannot read the run {tmp_path / 'a'} (JSONDecodeError" in result.output
     assert "| cityscapes | deeplabv2_resnet101 | cutmix | 100 | 1 | 52.00 | — | 51.20 | +0.80 |" in result.output
     assert "| cityscapes | deeplabv2_resnet101 | cutmix | 2975 | 1 | 67.50 | — | 67.68 | -0.18 |" in result.output
+
+
+@pytest.mark.skipif(paper_tables.fcntl is None, reason="runs are locked on Unix only")
+def test_the_training_process_gets_the_run_lock_and_its_name(tmp_path, monkeypatch):
+    """The per-run lock's descriptor goes to the training process (pass_fds), named in its environment, so
+    that it keeps the descriptor out of its forked loader workers."""
+    out = tmp_path / "run"
+    seen = {}
+
+    def training(cmd, **kwargs):
+        seen.update(kwargs)
+        out.mkdir()
+        (out / "final.json").write_text(json.dumps({"miou": 0.5}))
+        return paper_tables.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(paper_tables.subprocess, "run", training)
+    with paper_tables.run_lock(out) as lock:
+        assert paper_tables.train(out, ["--iters", "1"], lock) == {"miou": 0.5}
+        assert seen["pass_fds"] == (lock.fileno(),)
+        assert seen["env"][train_seg_semisup.INHERITED_LOCK_ENV] == str(lock.fileno())

@@ -223,28 +223,41 @@ def iters_logged(out: Path) -> list[int]:
 IN_USE = "is in use by another training process (it holds the directory's lock); wait for that run to end"
 
 
+def start_training(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_lines(child: subprocess.Popen, out: Path, n: int) -> None:
+    """Until the run in ``out`` has logged ``n`` lines, then pause it (SIGSTOP: alive, holding its lock)."""
+    while child.poll() is None and not ((out / "metrics.jsonl").is_file() and len(iters_logged(out)) >= n):
+        time.sleep(0.01)
+    child.send_signal(signal.SIGSTOP)
+    assert child.poll() is None, "the run ended before it was paused: give it more iterations"
+
+
 def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
-    """A real SIGKILL at whatever point the run has reached after its second evaluation, not a run stopped
-    by --iters: --resume continues from the last checkpoint and ends where the uninterrupted run ends. While
-    the process lives (paused here), its run directory is locked; its loader worker, which can outlive it
-    for a few seconds, does not hold the lock."""
+    """Real SIGKILLs at whatever point the run has reached, not a run stopped by --iters: --resume continues
+    from the last checkpoint and ends where the uninterrupted run ends. While a training process lives
+    (paused here) its run directory is locked; the loader worker of a resumed run, forked while the lock was
+    held and alive for a few seconds after its parent's kill, does not keep it locked."""
     args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "30", "--num-workers", "1"]
     killed = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--out-dir", str(killed)],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = start_training([*args, "--out-dir", str(killed)])
     try:
-        while child.poll() is None and not (
-                (killed / "metrics.jsonl").is_file() and len(iters_logged(killed)) >= 2):
-            time.sleep(0.01)
-        child.send_signal(signal.SIGSTOP)
-        assert child.poll() is None, "the run ended before it was stopped: give it more iterations"
+        wait_for_lines(child, killed, 2)
         for other in (["--resume"], [*args, "--overwrite"]):
             result = CliRunner().invoke(train_seg_semisup.main, [*other, "--out-dir", str(killed)])
             assert result.exit_code == 1 and IN_USE in result.output, result.output
     finally:
         child.kill()
         child.wait()
-    assert child.returncode == -9
+    child = start_training(["--resume", "--out-dir", str(killed)])  # its worker is forked under the lock
+    try:
+        wait_for_lines(child, killed, len(iters_logged(killed)) + 1)
+    finally:
+        child.kill()
+        child.wait()
     result = run(["--resume", "--out-dir", str(killed)])  # at once: the orphaned worker may still be alive
     assert result.exit_code == 0, result.output
     assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0

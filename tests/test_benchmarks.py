@@ -18,6 +18,7 @@ from benchmarks import (
     bench_keep_memory,
     bench_masks,
     bench_regularizers,
+    fashion_replication_table,
     mask_vs_loss,
     synthetic_semisup,
     toy2d_contour_bias,
@@ -287,3 +288,35 @@ def test_mask_vs_loss_reuses_only_its_own_cell_and_names_bad_cells(tmp_path):
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and "unknown cell(s) cutmix" in lines[0], result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_fashion_replication_table_by_hand(tmp_path):
+    def finished(name, miou, test_miou, seconds):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "final.json").write_text(json.dumps({"miou": miou, "test_miou": test_miou,
+                                                                 "seconds": seconds}))
+
+    finished("none-s3", 0.30, 0.31, 300)
+    finished("cutmix-s3", 0.32, 0.33, 700)
+    finished("cutmix_colour-s3", 0.36, 0.35, 1000)
+    finished("none-s4", 0.20, 0.21, 300)
+    finished("cutmix-s4", 0.26, 0.25, 800)
+    finished("cutmix_colour-s4", 0.25, 0.24, 850)
+    finished("none-s5", 0.28, 0.28, 300)  # seed 5 incomplete: left out of the table and named
+    (tmp_path / "cutmix-s5").mkdir()
+    result = CliRunner().invoke(fashion_replication_table.main, [str(tmp_path)])
+    assert result.exit_code == 1, result.output  # a target fails
+    lines = result.output.splitlines()
+    assert "| CutMix | 32.00 / 33.00 | 26.00 / 25.00 | 29.00 ± 4.24 | 29.00 ± 5.66 | +2.00, +6.00 (mean +4.00) " \
+           "| 11.7–13.3 |" in lines
+    assert "| CutMix + `--aug-strong-colour` | 36.00 / 35.00 | 25.00 / 24.00 | 30.50 ± 7.78 | 29.50 ± 7.78 | " \
+           "+6.00, +5.00 (mean +5.50) | 14.2–16.7 |" in lines
+    assert lines.count("PASS  ahead of the baseline on every seed") == 2
+    assert "PASS  mean gain ≥ 3 points (got 4.00)" in lines and "PASS  every run ≤ 15 min (slowest 13.3)" in lines
+    assert "FAIL  every run ≤ 15 min (slowest 16.7)" in lines
+    assert lines[-1] == "not in the table: cutmix-s5, none-s5 (unfinished, or their seed is)"
+    for name in ("none-s3", "none-s4"):
+        (tmp_path / name / "final.json").unlink()
+    result = CliRunner().invoke(fashion_replication_table.main, [str(tmp_path)])
+    assert result.exit_code == 1 and result.output.startswith("Error: no seed in") and len(
+        result.output.splitlines()) == 1

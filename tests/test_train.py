@@ -752,3 +752,21 @@ def test_authors_split_with_a_hold_out_saves_its_resolved_seed(tmp_path):
     assert json.loads((out / "split.json").read_text()) == expected.as_dict()
     assert json.loads((out / "final.json").read_text())["eval_set"] == "held_out"
 
+
+
+def test_overwrite_and_lock_errors_on_the_file_system_are_one_line(tmp_path, monkeypatch):
+    """A run directory that cannot be opened, or a file --overwrite cannot delete: one line, no traceback."""
+    with pytest.raises(train_seg_semisup.ConfigError, match="cannot open the run directory .*missing"):
+        with train_seg_semisup.run_dir_lock(tmp_path / "missing"):
+            pass
+    out = tmp_path / "run"
+    assert run([*TINY, "--iters", "1", "--out-dir", str(out)]).exit_code == 0
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--iters", "1", "--overwrite", "--out-dir", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("Error: --overwrite: cannot delete ") and "Permission denied" in result.output
+    assert len(result.output.splitlines()) == 1

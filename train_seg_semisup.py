@@ -764,15 +764,54 @@ class Processes:
         return datapipe.Subset(dataset, range(self.rank, len(dataset), self.world))
 
 
+# signals that stop a training run at the end of its current iteration, checkpointed: what batch systems
+# send before a time limit or a preemption (SLURM: SIGTERM, or the signal of its --signal option)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+class StopRequest:
+    """While entered, a signal of STOP_SIGNALS is noted (``signum``, the first one's) instead of ending the
+    process; the training loop stops at the end of its iteration. Signals can only be handled in the main
+    thread: in another, nothing is installed and the signals keep their handlers."""
+
+    def __init__(self):
+        self.signum = 0
+        self.previous = {}
+
+    def note(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self.note) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class TrainingStopped(click.ClickException):
+    """A run stopped by a signal of STOP_SIGNALS, its checkpoint saved: one line, exit code 128 + the signal."""
+
+    def __init__(self, signum: int, done: int, iters: int, out: Path):
+        super().__init__(f"stopped by {signal.Signals(signum).name} after iteration {done} of {iters}, with a "
+                         f"checkpoint: continue with python train_seg_semisup.py --resume --out-dir {out}")
+        self.exit_code = 128 + signum
+
+
 class Stopped(Exception):
-    """The launcher was sent SIGTERM or SIGHUP."""
+    """The launcher was sent SIGTERM, SIGHUP or SIGUSR1 (``args[0]``)."""
 
 
 def launch_processes(n: int, args: list[str]) -> int:
     """Run this script with ``args`` in ``n`` processes on this machine, as ``torchrun --standalone
     --nproc_per_node=n`` would (with its default of one OpenMP thread per process unless OMP_NUM_THREADS is
     set); returns the exit status of the first process to fail (0 if none does), after stopping the others,
-    which would wait for it forever. SIGTERM, SIGHUP and Ctrl-C stop them all.
+    which would wait for it forever (SIGKILL). SIGTERM, SIGHUP or SIGUSR1 sent to the launcher goes on to
+    the processes (SIGUSR1 as itself, the others as SIGTERM), which stop together after their current
+    iteration, checkpointed (StopRequest); sent again, or Ctrl-C, it kills them at once. A process stopped
+    that way alone (a batch system signals every process) stops the others with it.
 
     The processes' standard error comes through this one, as one process would write it: the k-th
     occurrence of a line is written when the first process writes it, so an error that every process finds
@@ -803,8 +842,8 @@ def launch_processes(n: int, args: list[str]) -> int:
     relays = [threading.Thread(target=relay, args=(r, c.stderr), daemon=True) for r, c in enumerate(children)]
     for thread in relays:
         thread.start()
-    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    status = 0
+    handlers = {sig: signal.signal(sig, stop) for sig in dict.fromkeys((signal.SIGTERM, signal.SIGHUP, *STOP_SIGNALS))}
+    status, forward = 0, None  # forward: the signal that stops the processes after their iteration
     try:
         while True:
             codes = [c.poll() for c in children]
@@ -814,6 +853,8 @@ def launch_processes(n: int, args: list[str]) -> int:
                 if status < 0:  # killed by a signal: the others fail only because it is gone
                     click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
                     status = 128 - status
+                elif status - 128 in STOP_SIGNALS:  # stopped by a signal of its own, checkpointed: the others
+                    forward = status - 128  # stop after the same iteration
                 break
             if None not in codes:
                 break
@@ -822,10 +863,18 @@ def launch_processes(n: int, args: list[str]) -> int:
         status = 130
     except Stopped as err:
         status = 128 + err.args[0]
+        forward = err.args[0] if err.args[0] in STOP_SIGNALS else signal.SIGTERM
     finally:
+        if forward is not None:
+            with contextlib.suppress(Stopped, KeyboardInterrupt):  # asked again: stop them at once, below
+                for c in children:
+                    if c.poll() is None:
+                        c.send_signal(forward)
+                for c in children:
+                    c.wait()
         for c in children:
             if c.poll() is None:
-                c.terminate()
+                c.kill()
         for c, thread in zip(children, relays, strict=True):
             c.wait()
             thread.join()
@@ -850,7 +899,7 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
     procs = procs or Processes({})
     dataset = procs.shard(dataset)
     loader = datapipe.eval_loader(dataset, cfg["eval_batch_size"], net_mean, net_std, cfg["num_workers"],
-                                  pad_batch=cfg["eval_pad_batch"])
+                                  pad_batch=cfg["eval_pad_batch"], ignored_signals=STOP_SIGNALS)
 
     def save_preds(batch, pred):
         preds = pred.cpu().numpy().astype(np.uint8)
@@ -982,7 +1031,8 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
     mean, std = student.mean, student.std
     batch_size = cfg["batch_size"] // procs.world  # this process's share
     unsup_batch_size = batch_size * cfg["unsup_batch_ratio"]
-    shard = {"rank": procs.rank, "world": procs.world}
+    # this process's share of each stream; its loader workers leave the stop signals to it (StopRequest)
+    shard = {"rank": procs.rank, "world": procs.world, "ignored_signals": STOP_SIGNALS}
     sup_stream = datapipe.stream_loader(labelled, params, batch_size, cfg["seed"], 0, True, mean, std,
                                         cfg["num_workers"], start=start_iter * batch_size, **shard)
     unsup_streams = []
@@ -1082,6 +1132,10 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
                                  item_show_func=lambda _: None if math.isnan(running["shown"]) else
                                  f"sup {running['shown']:.3f}") if procs.main else \
         contextlib.nullcontext(range(start_iter, iters))
+    # SIGTERM or SIGUSR1 (a batch system's warning) stops the run after the current iteration, checkpointed;
+    # noted until the run ends, so one that arrives during the final evaluation lets the run finish
+    stop = held.enter_context(StopRequest())
+    stop_votes = torch.zeros((), dtype=torch.int64, device=device)
     with progress as bar:
         for it in bar:
             # learning rate
@@ -1094,7 +1148,9 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
             sup = to_device(next(sup_stream))
             logits = student(sup["image"])
             n_labelled = (sup["label"] != 255).sum()
-            procs.sum_(n_labelled)  # the labelled pixels of the whole batch: the mean of one process
+            if procs.world > 1:  # whether any process was asked to stop: all of them stop after this iteration
+                stop_votes.fill_(stop.signum > 0)
+            procs.sum_(n_labelled, stop_votes)  # the labelled pixels of the whole batch: the mean of one process
             loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") * procs.world \
                 / n_labelled.clamp(min=1)
             step_stats = [loss.detach()]
@@ -1128,8 +1184,14 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
             evaluate = done < iters and cfg["eval_every"] and done % cfg["eval_every"] == 0
             if evaluate:
                 log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std, procs=procs), done)
-            if evaluate or (done < iters and cfg["checkpoint_every"] and done % cfg["checkpoint_every"] == 0):
+            saved = evaluate or (done < iters and cfg["checkpoint_every"] and done % cfg["checkpoint_every"] == 0)
+            if saved:
                 save_state(done)
+            if done < iters and (stop_votes.item() if procs.world > 1 else stop.signum):
+                if not saved:
+                    save_state(done)
+                procs.barrier()  # the checkpoint is written before any process ends
+                raise TrainingStopped(next(s for s in procs.gather(stop.signum) if s), done, iters, out)
 
     # the final teacher is what is reported (no best-iteration picking)
     preds_dir = out / "preds" if cfg["save_preds"] else None

@@ -23,8 +23,15 @@ Strong colour augmentation (``colour``, a ``ColourJitter``; unlabelled streams o
 colour-augmented copy of ``image`` (same geometry, no ``valid_s``); with them, the student view is.
 Padding pixels keep their values, the fill colour (with a reflected border, the mirrored pixels are
 augmented like the image).
+
+``ignored_signals``: signals the loader's worker processes ignore, for a main process that handles them
+itself (a batch system sends its stop signal to every process of a job; a worker killed by it would fail
+the main process wherever it is, and the main process shuts its workers down anyway).
 """
 from __future__ import annotations
+
+import functools
+import signal
 
 import numpy as np
 import torch
@@ -225,15 +232,27 @@ def own_generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
+def ignore_signals(signums: tuple[int, ...], worker_id: int) -> None:
+    """A DataLoader's ``worker_init_fn``: the worker ignores ``signums`` (module doc)."""
+    for signum in signums:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def worker_init(ignored_signals: tuple[int, ...]):
+    return functools.partial(ignore_signals, tuple(ignored_signals)) if ignored_signals else None
+
+
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
                   with_label: bool, mean, std, num_workers: int = 0, start: int = 0, paired: bool = False,
                   offset_range: int = 16, free_scale_rot: bool = False, rank: int = 0, world: int = 1,
-                  teacher_unscaled: bool = False, colour: ColourJitter | None = None):
+                  teacher_unscaled: bool = False, colour: ColourJitter | None = None,
+                  ignored_signals: tuple[int, ...] = ()):
     """An endless iterator of augmented batches; ``start`` = number of samples this process already drew.
 
     ``paired``: unlabelled teacher/student views of each image (see ``PairedViews``).
     ``colour``: the student's view colour-augmented (module doc; unlabelled streams).
     ``rank``, ``world``: this process's share of a stream split between processes (module doc).
+    ``ignored_signals``: signals the workers ignore (module doc).
     """
     if paired:
         views = PairedViews(dataset, params, seed, stream, offset_range, free_scale_rot, fill_value(mean),
@@ -243,7 +262,8 @@ def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed:
     sampler = StreamSampler(len(dataset), seed, stream, start, rank, world, batch_size)
     loader = DataLoader(views, batch_size=batch_size, sampler=sampler,
                         num_workers=num_workers, collate_fn=Normalise(mean, std),
-                        persistent_workers=num_workers > 0, drop_last=True, generator=own_generator())
+                        persistent_workers=num_workers > 0, drop_last=True, generator=own_generator(),
+                        worker_init_fn=worker_init(ignored_signals))
     return iter(loader)
 
 
@@ -288,8 +308,9 @@ class PadToLargest:
 
 
 def eval_loader(dataset: SegDataset, batch_size: int, mean, std, num_workers: int = 0,
-                pad_batch: bool = False) -> DataLoader:
-    """Full images in order; use ``batch_size=1`` when image sizes differ, or ``pad_batch`` (``PadToLargest``)."""
+                pad_batch: bool = False, ignored_signals: tuple[int, ...] = ()) -> DataLoader:
+    """Full images in order; use ``batch_size=1`` when image sizes differ, or ``pad_batch`` (``PadToLargest``).
+    ``ignored_signals``: signals the workers ignore (module doc)."""
     collate = PadToLargest(mean, std, dataset.ignore_index) if pad_batch else Normalise(mean, std)
     return DataLoader(FullImages(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate, generator=own_generator())
+                      collate_fn=collate, generator=own_generator(), worker_init_fn=worker_init(ignored_signals))

@@ -21,9 +21,11 @@ import json
 import math
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,6 +333,22 @@ def final_scores(out: Path) -> dict:
     return final
 
 
+@contextlib.contextmanager
+def passing_on(signums, child: subprocess.Popen):
+    """While in the block, the signals ``signums`` sent to this process go to ``child`` instead (a training
+    process stops after its iteration on them, checkpointed); in another thread than the main one, they
+    cannot be caught and keep their handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda signum, frame: child.send_signal(signum)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def train(out: Path, args: list[str], lock) -> dict:
     """One training process (inheriting ``lock``'s descriptor), its output appended to ``<out>.log``; its
     final scores."""
@@ -340,9 +358,15 @@ def train(out: Path, args: list[str], lock) -> dict:
         log.flush()
         # the lock's descriptor goes to the training process, which keeps it out of its loader workers
         env = {**os.environ, train_seg_semisup.INHERITED_LOCK_ENV: str(lock.fileno())} if fcntl else None
-        code = subprocess.run([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
-                              stderr=subprocess.STDOUT, env=env,
-                              pass_fds=(lock.fileno(),) if fcntl else ()).returncode
+        with subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
+                              stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),) if fcntl else ()) as child, \
+                passing_on(train_seg_semisup.STOP_SIGNALS, child):
+            code = child.wait()
+    if code - 128 in train_seg_semisup.STOP_SIGNALS:  # stopped after an iteration, checkpointed
+        stopped = click.ClickException(f"{out} was stopped by {signal.Signals(code - 128).name}, with a checkpoint: "
+                                       f"run this command again to resume it (log: {log_path})")
+        stopped.exit_code = code
+        raise stopped
     if code != 0 or not (out / "final.json").is_file():
         last = (log_path.read_text().strip().splitlines() or [""])[-1]
         raise click.ClickException(f"{out} failed (exit {code}{', no final.json' if code == 0 else ''}): {last}  "

@@ -30,6 +30,7 @@ OUTSIDE_OPTIONS = {  # options of the outside tools the README shows
     "--nproc-per-node", "--nproc_per_node", "--nnodes", "--node-rank", "--master-addr", "--master-port",
     "--rdzv-backend", "--rdzv-endpoint", "--standalone",  # torchrun
     "--runxfail", "--durations",  # pytest
+    "--signal",  # SLURM's sbatch
     "--x", "--no-x",  # README's pattern for boolean switches (`--x/--no-x`)
     "--sup_path",  # the authors' toy2d option, named where the README explains what replaces it
 }

@@ -1,8 +1,14 @@
 """experiments/paper_tables.py: the paper's commands, running a table (finished runs kept, stopped ones
 resumed), and the summary table beside the published numbers."""
 import json
+import os
 import shlex
+import signal
+import threading
+import time
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from test_datasets import make_cityscapes
@@ -216,21 +222,63 @@ def test_summary_by_hand(tmp_path):
     assert "| cityscapes | deeplabv2_resnet101 | cutmix | 2975 | 1 | 67.50 | — | 67.68 | -0.18 |" in result.output
 
 
-@pytest.mark.skipif(paper_tables.fcntl is None, reason="runs are locked on Unix only")
-def test_the_training_process_gets_the_run_lock_and_its_name(tmp_path, monkeypatch):
-    """The per-run lock's descriptor goes to the training process (pass_fds), named in its environment, so
-    that it keeps the descriptor out of its forked loader workers."""
+STAND_IN = """import json, os, signal, sys, time
+from pathlib import Path
+out = Path(sys.argv[sys.argv.index("--out-dir") + 1])
+out.mkdir()
+fd = os.environ.get("SEMISUP_INHERITED_LOCK_FD")
+(out / "seen.json").write_text(json.dumps({"fd": fd, "open": fd is not None and os.path.exists(f"/proc/self/fd/{fd}")}))
+if "--stop" in sys.argv:  # as a training process: SIGTERM stops it after its iteration, checkpointed
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    (out / "ready").touch()
+    time.sleep(60)
+(out / "final.json").write_text(json.dumps({"miou": 0.5}))
+"""
+
+
+@pytest.fixture
+def stand_in_training(tmp_path, monkeypatch):
+    """paper_tables starting a small script in place of train_seg_semisup.py."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "train_seg_semisup.py").write_text(STAND_IN)
+    monkeypatch.setattr(paper_tables, "ROOT", root)
+
+
+@pytest.mark.skipif(paper_tables.fcntl is None or not Path("/proc/self/fd").is_dir(),
+                    reason="runs are locked on Unix only; the stand-in looks in /proc")
+def test_the_training_process_gets_the_run_lock_and_its_name(tmp_path, stand_in_training):
+    """The per-run lock's descriptor goes to the training process (open there), named in its environment,
+    so that it keeps the descriptor out of its forked loader workers."""
     out = tmp_path / "run"
-    seen = {}
-
-    def training(cmd, **kwargs):
-        seen.update(kwargs)
-        out.mkdir()
-        (out / "final.json").write_text(json.dumps({"miou": 0.5}))
-        return paper_tables.subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(paper_tables.subprocess, "run", training)
     with paper_tables.run_lock(out) as lock:
-        assert paper_tables.train(out, ["--iters", "1"], lock) == {"miou": 0.5}
-        assert seen["pass_fds"] == (lock.fileno(),)
-        assert seen["env"][train_seg_semisup.INHERITED_LOCK_ENV] == str(lock.fileno())
+        assert paper_tables.train(out, ["--out-dir", str(out)], lock) == {"miou": 0.5}
+        assert json.loads((out / "seen.json").read_text()) == {"fd": str(lock.fileno()), "open": True}
+
+
+def test_a_stop_signal_goes_to_the_training_process(tmp_path, stand_in_training):
+    """SIGTERM to paper_tables while a run trains is passed on (the run stops after its iteration,
+    checkpointed); paper_tables stops with it, in one line with the training process's exit status."""
+    out = tmp_path / "run"
+    caught = []
+
+    def own(signum, frame):  # this process's own handler: a signal not passed on ends here, not the test process
+        caught.append(signum)
+
+    before = signal.signal(signal.SIGTERM, own)
+
+    def signal_when_ready():
+        while not (out / "ready").exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=signal_when_ready, daemon=True).start()
+    try:
+        with paper_tables.run_lock(out) as lock, pytest.raises(click.ClickException) as stopped:
+            paper_tables.train(out, ["--out-dir", str(out), "--stop"], lock)
+        assert not caught and signal.getsignal(signal.SIGTERM) is own  # passed on, then handed back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert stopped.value.message == (f"{out} was stopped by SIGTERM, with a checkpoint: run this command again to "
+                                     f"resume it (log: {tmp_path / 'run.log'})")

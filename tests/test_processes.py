@@ -1,6 +1,8 @@
 """Training in several processes (``--processes N`` or ``torchrun``): two Gloo processes on the CPU against one."""
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,26 +113,45 @@ def test_two_process_cutmix_resumes_exactly(tmp_path):
             f"(--processes 2)")
 
 
-def test_two_processes_killed_between_evaluations_resume_to_the_same_run(tmp_path):
-    """2 processes, one evaluation at the end and --checkpoint-every 2: stopped (SIGTERM to the launcher) after
-    a checkpoint, resumed, they end with the uninterrupted run's weights and its one log line, whose
-    training means span the stop: each process's sums since the last line are in the checkpoint."""
+def process_of_rank(launcher: subprocess.Popen, rank: int) -> int:
+    """The pid of the launcher's training process of ``rank`` (Linux: read from /proc)."""
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
+    if not children.is_file():
+        pytest.skip("needs /proc/PID/task/PID/children (Linux)")
+    for pid in children.read_text().split():
+        if f"RANK={rank}" in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0"):
+            return int(pid)
+    raise AssertionError(f"no process of rank {rank}")
+
+
+def stop_line(signame: str, out: Path, iters: int) -> re.Pattern:
+    return re.compile(rf"Error: stopped by {signame} after iteration (\d+) of {iters}, with a checkpoint: continue "
+                      rf"with python train_seg_semisup.py --resume --out-dir {re.escape(str(out))}")
+
+
+def test_two_processes_stopped_by_a_signal_to_one_stop_together_and_resume_to_the_same_run(tmp_path):
+    """2 processes, one evaluation at the end: SIGUSR1 to process 1 alone (a batch system's warning) stops both
+    after the same iteration, with a checkpoint, in one line and exit status 128 + 10; resumed, they end with
+    the uninterrupted run's weights and its one log line, whose training means span the stop: each process's
+    sums since the last line are in the checkpoint."""
     args = [*TINY, "--reg", "cutmix", "--iters", "16", "--eval-every", "0", "--checkpoint-every", "2"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert launch([*args, "--out-dir", str(straight)], 2).returncode == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--processes", "2",
                                  "--out-dir", str(stopped)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.PIPE, text=True)
     try:
         while launcher.poll() is None and not (stopped / "checkpoint.pt").is_file():
             time.sleep(0.01)
-        launcher.send_signal(signal.SIGTERM)
+        os.kill(process_of_rank(launcher, 1), signal.SIGUSR1)
     finally:
-        launcher.wait(timeout=60)
-    assert launcher.returncode == 128 + signal.SIGTERM and not (stopped / "final.json").exists()
+        err = launcher.communicate(timeout=60)[1]
+    assert launcher.returncode == 128 + signal.SIGUSR1 and not (stopped / "final.json").exists(), err
+    lines = [line for line in err.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and (match := stop_line("SIGUSR1", stopped, 16).fullmatch(lines[0])), err
     ckpt = torch.load(stopped / "checkpoint.pt", weights_only=False)
-    assert 0 < ckpt["iter"] < 16 and len(ckpt["running"]["sums"]) == 2
+    assert ckpt["iter"] == int(match[1]) and 0 < ckpt["iter"] < 16 and len(ckpt["running"]["sums"]) == 2
     proc = launch(["--resume", "--out-dir", str(stopped)], 2)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = torch.load(straight / "checkpoint.pt", weights_only=False)
@@ -144,13 +165,15 @@ def test_two_processes_killed_between_evaluations_resume_to_the_same_run(tmp_pat
 
 @pytest.mark.skipif(train_seg_semisup.fcntl is None, reason="run directories are locked on Unix only")
 def test_a_running_two_process_run_holds_its_directory(tmp_path):
-    """While 2 processes train into a run directory, a --resume of it is refused in one line; once they are
-    stopped it is free."""
+    """While 2 processes train into a run directory, a --resume of it is refused in one line. SIGTERM to the
+    launcher is passed on: they stop after the same iteration, with a checkpoint, in one line; then the
+    directory is free."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *TINY, "--iters", "100000",
                                  "--eval-every", "0", "--checkpoint-every", "1", "--processes", "2", "--out-dir",
-                                 str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 str(out)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
     try:
         while launcher.poll() is None and not (out / "checkpoint.pt").is_file():
             time.sleep(0.01)
@@ -160,8 +183,12 @@ def test_a_running_two_process_run_holds_its_directory(tmp_path):
             f"wait for that run to end, or choose another --out-dir\n"), proc.stderr
         assert launcher.poll() is None  # still training, undisturbed
     finally:
-        launcher.send_signal(signal.SIGTERM)
-        launcher.wait(timeout=60)
+        launcher.send_signal(signal.SIGTERM)  # passed on: the processes stop after their iteration
+        err = launcher.communicate(timeout=60)[1]
+    assert launcher.returncode == 128 + signal.SIGTERM
+    lines = [line for line in err.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and (match := stop_line("SIGTERM", out, 100000).fullmatch(lines[0])), err
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iter"] == int(match[1])
     with train_seg_semisup.run_dir_lock(out):
         pass
 
@@ -201,6 +228,23 @@ if mode == "fail" and rank == 1:
     sys.exit(3)
 if mode == "kill" and rank == 1:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stop(signum, frame):  # as a training process stops: after its iteration, with status 128 + the signal
+    print(f"process {rank} stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+    time.sleep(0.5)
+    sys.exit(128 + signum)
+
+
+if mode in ("stop", "one_stops"):
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, stop)
+if mode == "one_stops" and rank == 1:
+    time.sleep(1)
+    stop(signal.SIGTERM, None)  # as a batch system's signal to this process alone
+if mode == "stuck":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 if mode != "ok":
     time.sleep(60)  # waits as a process waits for a peer that is gone; the launcher must stop it
 '''
@@ -224,11 +268,44 @@ def test_launcher_status_and_one_copy_of_each_line(stand_in, capfd, mode, status
                                     *killed])
 
 
-def test_launcher_stops_its_processes_on_sigterm(stand_in):
-    before = signal.getsignal(signal.SIGTERM)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
+@contextlib.contextmanager
+def signal_later(*pairs):
+    """Send this process each (seconds from now, signal), unless the block has ended."""
+    timers = [threading.Timer(delay, os.kill, (os.getpid(), signum)) for delay, signum in pairs]
+    for timer in timers:
+        timer.start()
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+
+
+@pytest.mark.parametrize("sent, received", [(signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGTERM"),
+                                            (signal.SIGUSR1, "SIGUSR1")])
+def test_launcher_passes_a_stop_signal_on_and_waits(stand_in, capfd, sent, received):
+    """SIGTERM, SIGHUP or SIGUSR1 to the launcher: its processes get SIGTERM (SIGUSR1 as itself) and may end
+    as they do (a training process: after its iteration, checkpointed); the launcher's handlers go again."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)}
     t0 = time.monotonic()
-    assert train_seg_semisup.launch_processes(2, ["wait"]) == 128 + signal.SIGTERM
+    with signal_later((2.0, sent)):
+        assert train_seg_semisup.launch_processes(2, ["stop"]) == 128 + sent
     assert time.monotonic() - t0 < 30  # the stand-ins sleep 60 s unless stopped
-    assert signal.getsignal(signal.SIGTERM) is before  # the launcher's handler is gone again
+    lines = capfd.readouterr().err.splitlines()
+    assert all(f"process {r} stopping on {received}" in lines for r in (0, 1))  # not killed: they stopped
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_launcher_stops_the_others_with_a_process_stopped_by_its_own_signal(stand_in, capfd):
+    """A batch system signals every process; one that stops first, with 128 + SIGTERM, has the launcher pass
+    the signal on to the others (their stop is not a failure: they are not killed)."""
+    assert train_seg_semisup.launch_processes(2, ["one_stops"]) == 128 + signal.SIGTERM
+    lines = capfd.readouterr().err.splitlines()
+    assert all(f"process {r} stopping on SIGTERM" in lines for r in (0, 1))
+
+
+def test_launcher_kills_processes_that_do_not_stop_when_signalled_again(stand_in, capfd):
+    t0 = time.monotonic()
+    with signal_later((2.0, signal.SIGTERM), (4.0, signal.SIGTERM)):
+        assert train_seg_semisup.launch_processes(2, ["stuck"]) == 128 + signal.SIGTERM
+    assert 4 < time.monotonic() - t0 < 30  # not at the first signal: at the second

@@ -4,10 +4,12 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -267,6 +269,58 @@ def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path)
         torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
     whole, resumed = (json.loads((tmp_path / r / "final.json").read_text()) for r in ("whole", "killed"))
     assert resumed["miou"] == whole["miou"]
+
+
+def test_a_stop_signal_checkpoints_the_iteration_and_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGTERM to the run's whole process group, its loader worker too (as a batch system signals every
+    process of a job before its time limit): the run stops after the current iteration with a checkpoint of
+    it, in one line, exit status 128 + 15; the worker ignored the signal (killed, it would have failed the
+    run mid-step); --resume ends where the uninterrupted run ends, log and weights."""
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0", "--iters", "30", "--num-workers", "1"]
+    stopped = tmp_path / "stopped"
+    child = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args, "--out-dir",
+                              str(stopped)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        while child.poll() is None and not (stopped / "metrics.jsonl").is_file():
+            time.sleep(0.01)
+        os.killpg(child.pid, signal.SIGTERM)
+    finally:
+        err = child.communicate(timeout=120)[1]
+    assert child.returncode == 128 + signal.SIGTERM, err
+    match = re.fullmatch(rf"Error: stopped by SIGTERM after iteration (\d+) of 30, with a checkpoint: continue with "
+                         rf"python train_seg_semisup.py --resume --out-dir {re.escape(str(stopped))}",
+                         err.strip().splitlines()[-1])
+    assert match and "Traceback" not in err, err
+    assert torch.load(stopped / "checkpoint.pt", weights_only=False)["iter"] == int(match[1]) < 30
+    assert not (stopped / "final.json").exists()
+    assert run(["--resume", "--out-dir", str(stopped)]).exit_code == 0
+    assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
+
+    def log(out):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    assert log(stopped) == log(tmp_path / "whole") and [m["iter"] for m in log(stopped)] == list(range(2, 31, 2))
+    states = [torch.load(out / "checkpoint.pt", weights_only=False)["teacher"] for out in (tmp_path / "whole", stopped)]
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
+
+
+def test_stop_request_notes_stop_signals_while_entered():
+    before = {sig: signal.getsignal(sig) for sig in train_seg_semisup.STOP_SIGNALS}
+    with train_seg_semisup.StopRequest() as stop:
+        assert stop.signum == 0
+        os.kill(os.getpid(), signal.SIGUSR1)  # noted, not the end of this process
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert stop.signum == signal.SIGUSR1  # the first one's
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    entered = []  # in another thread nothing can be installed, and nothing is
+    thread = threading.Thread(target=lambda: entered.append(train_seg_semisup.StopRequest().__enter__().previous))
+    thread.start()
+    thread.join()
+    assert entered == [{}] and {sig: signal.getsignal(sig) for sig in before} == before
 
 
 class Killed(Exception):

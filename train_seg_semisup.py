@@ -21,6 +21,7 @@ import ctypes
 import json
 import math
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -620,11 +621,12 @@ def append_environment(out: Path, record: dict) -> None:
     write_json(path, [*records, record])
 
 
-def trim_metrics(out: Path, start_iter: int) -> None:
+def trim_metrics(out: Path, start_iter: int, final_pending: bool = False) -> None:
     """Before ``--resume`` continues from the checkpoint of ``start_iter``: the lines of ``metrics.jsonl``
     written after it (a run killed between an evaluation's record and its checkpoint, or mid-line) are of
     training that is about to be done again, so they move to ``metrics.after-checkpoint-<time>-<pid>.jsonl``
-    and the resumed run writes them anew; the log never holds an iteration twice."""
+    and the resumed run writes them anew; the log never holds an iteration twice. ``final_pending``: the
+    checkpoint precedes the final evaluation, whose record (if one was written) is about to be written again."""
     path = out / "metrics.jsonl"
     if not path.is_file():
         return
@@ -633,7 +635,8 @@ def trim_metrics(out: Path, start_iter: int) -> None:
     end = 0  # after the last record of an iteration up to the checkpoint's: what follows it is redone
     for i, line in enumerate(lines):
         try:
-            if json.loads(line)["iter"] <= start_iter:
+            logged = json.loads(line)["iter"]
+            if logged < start_iter or (logged == start_iter and not final_pending):
                 end = i + 1
         except (ValueError, TypeError, KeyError):  # a torn line, or not a record of ours
             pass
@@ -796,7 +799,8 @@ class TrainingStopped(click.ClickException):
 
     def __init__(self, signum: int, done: int, iters: int, out: Path):
         super().__init__(f"stopped by {signal.Signals(signum).name} after iteration {done} of {iters}, with a "
-                         f"checkpoint: continue with python train_seg_semisup.py --resume --out-dir {out}")
+                         f"checkpoint: continue with python train_seg_semisup.py --resume --out-dir "
+                         f"{shlex.quote(str(out))}")
         self.exit_code = 128 + signum
 
 
@@ -807,11 +811,12 @@ class Stopped(Exception):
 def launch_processes(n: int, args: list[str]) -> int:
     """Run this script with ``args`` in ``n`` processes on this machine, as ``torchrun --standalone
     --nproc_per_node=n`` would (with its default of one OpenMP thread per process unless OMP_NUM_THREADS is
-    set); returns the exit status of the first process to fail (0 if none does), after stopping the others,
-    which would wait for it forever (SIGKILL). SIGTERM, SIGHUP or SIGUSR1 sent to the launcher goes on to
-    the processes (SIGUSR1 as itself, the others as SIGTERM), which stop together after their current
-    iteration, checkpointed (StopRequest); sent again, or Ctrl-C, it kills them at once. A process stopped
-    that way alone (a batch system signals every process) stops the others with it.
+    set); returns the exit status of the first process to fail (0 if none does), after killing the others,
+    which would wait for it forever. SIGTERM, SIGHUP or SIGUSR1 sent to the launcher goes on to the
+    processes (SIGUSR1 as itself, the others as SIGTERM), which stop together after their current iteration,
+    checkpointed (StopRequest), with status 128 + the signal, which is then the launcher's (0 where they
+    finished anyway); Ctrl-C kills them at once. A process stopped that way alone (a batch system signals
+    every process) stops the others with it.
 
     The processes' standard error comes through this one, as one process would write it: the k-th
     occurrence of a line is written when the first process writes it, so an error that every process finds
@@ -843,41 +848,53 @@ def launch_processes(n: int, args: list[str]) -> int:
     for thread in relays:
         thread.start()
     handlers = {sig: signal.signal(sig, stop) for sig in dict.fromkeys((signal.SIGTERM, signal.SIGHUP, *STOP_SIGNALS))}
-    status, forward = 0, None  # forward: the signal that stops the processes after their iteration
+    forwarded = None  # the signal passed on to the processes, which stop after their iteration
+
+    def forward(signum: int) -> None:
+        nonlocal forwarded
+        forwarded = forwarded or signum
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signum)
+
+    status = 0
     try:
         while True:
-            codes = [c.poll() for c in children]
-            failed = [(r, code) for r, code in enumerate(codes) if code not in (None, 0)]
-            if failed:
-                rank, status = failed[0]
-                if status < 0:  # killed by a signal: the others fail only because it is gone
-                    click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
-                    status = 128 - status
-                elif status - 128 in STOP_SIGNALS:  # stopped by a signal of its own, checkpointed: the others
-                    forward = status - 128  # stop after the same iteration
-                break
-            if None not in codes:
-                break
-            time.sleep(0.1)
-    except KeyboardInterrupt:
+            try:
+                codes = [c.poll() for c in children]
+                # stopped after an iteration (128 + the signal), or ended by the signal passed on to it (it
+                # came as the process was ending: restored, its default ends it)
+                stops = {code: code if code > 0 else 128 - code for code in codes if code is not None and (
+                    code - 128 in STOP_SIGNALS or (forwarded is not None and code == -forwarded))}
+                stopped = [stops[code] for code in codes if code in stops]
+                failed = [(r, code) for r, code in enumerate(codes) if code not in (None, 0, *stops)]
+                if failed:  # the others fail only because it is gone, or wait for it forever: killed below
+                    rank, status = failed[0]
+                    if status < 0:
+                        click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
+                        status = 128 - status
+                    break
+                if None not in codes:  # all ended: finished (0), or stopped after an iteration, checkpointed
+                    status = stopped[0] if stopped else 0
+                    break
+                if stopped and forwarded is None:  # one was signalled alone (a batch system signals every
+                    forward(stopped[0] - 128)  # process): the others stop after the same iteration
+                time.sleep(0.1)
+            except Stopped as err:  # passed on, each time (a process notes it once); they end in their time
+                forward(err.args[0] if err.args[0] in STOP_SIGNALS else signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C: killed at once
         status = 130
-    except Stopped as err:
-        status = 128 + err.args[0]
-        forward = err.args[0] if err.args[0] in STOP_SIGNALS else signal.SIGTERM
     finally:
-        if forward is not None:
-            with contextlib.suppress(Stopped, KeyboardInterrupt):  # asked again: stop them at once, below
-                for c in children:
-                    if c.poll() is None:
-                        c.send_signal(forward)
-                for c in children:
-                    c.wait()
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # not interrupted while the processes are
+        for sig in handlers:  # killed and reaped
+            signal.signal(sig, signal.SIG_IGN)
         for c in children:
             if c.poll() is None:
                 c.kill()
         for c, thread in zip(children, relays, strict=True):
             c.wait()
             thread.join()
+        signal.signal(signal.SIGINT, interrupt)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     return status
@@ -1065,8 +1082,10 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
         write_json(out / "config.json", jsonable(cfg))
         write_json(out / "split.json", split.as_dict())
 
-    def continue_run_dir() -> None:  # --resume --iters N: the run is N iterations long from now on (and
-        trim_metrics(out, start_iter)  # --checkpoint-every M: checkpointed so often)
+    def continue_run_dir() -> None:
+        trim_metrics(out, start_iter, ckpt.get("final_pending", False))
+        # --resume --iters N: the run is N iterations long from now on (and --checkpoint-every M: checkpointed
+        # so often)
         saved = json.loads((out / "config.json").read_text())
         now = {key: cfg[key] for key in ("iters", "checkpoint_every")}
         if {key: saved.get(key, GLOBAL_DEFAULTS[key]) for key in now} != now:
@@ -1109,8 +1128,9 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
         click.echo(f"\n[iter {done}] " + "  ".join(shown))
         return record
 
-    def save_state(done: int) -> None:
-        """Process 0 writes the checkpoint; the random streams of every process go into it."""
+    def save_state(done: int, final_pending: bool = False) -> None:
+        """Process 0 writes the checkpoint; the random streams of every process go into it. ``final_pending``:
+        the end of training, saved before the final evaluation (a run stopped in it resumes at it)."""
         mask_states, torch_states = procs.gather(mask_rng.bit_generator.state), procs.gather(torch_rng_state(device))
         sums = procs.gather(running["sums"].cpu())  # each process's training sums since the last record
         if not procs.main:
@@ -1119,9 +1139,12 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
             if procs.world > 1 else {"mask_rng": mask_states[0], "torch_rng": torch_states[0],
                                      "running": {"sums": sums[0], "n": running["n"]}}
         save_checkpoint(out / "checkpoint.pt", student=student.state_dict(), teacher=teacher.state_dict(),
-                        optimizer=optimizer.state_dict(), **streams, iter=done,
+                        optimizer=optimizer.state_dict(), **streams, iter=done, final_pending=final_pending,
                         seconds=seconds_before + time.time() - t0, config=jsonable(cfg))
 
+    if cfg["resume"] and ckpt.get("final_pending", False) and start_iter < cfg["iters"]:
+        # extended after it stopped at its end: first the final evaluation it was stopped before
+        log_evaluation(run_evaluation(teacher, eval_set, cfg, mean, std, procs=procs), start_iter)
     student.train()
     if mean_teacher is not None:  # the Π-model's teacher is the student, which stays in train mode
         teacher.train(cfg["teacher_bn_mode"] == "train")
@@ -1135,7 +1158,12 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
     # SIGTERM or SIGUSR1 (a batch system's warning) stops the run after the current iteration, checkpointed;
     # noted until the run ends, so one that arrives during the final evaluation lets the run finish
     stop = held.enter_context(StopRequest())
+    # several processes: whether any of them was signalled, summed on the device at the start of each step and
+    # read at its end; on a GPU through a pinned copy and an event, so that the host waits for that early
+    # point of the step only, not for the whole step
     stop_votes = torch.zeros((), dtype=torch.int64, device=device)
+    votes_read = torch.zeros((), dtype=torch.int64, pin_memory=device.type == "cuda")
+    votes_copied = torch.cuda.Event() if device.type == "cuda" else None
     with progress as bar:
         for it in bar:
             # learning rate
@@ -1151,6 +1179,10 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
             if procs.world > 1:  # whether any process was asked to stop: all of them stop after this iteration
                 stop_votes.fill_(stop.signum > 0)
             procs.sum_(n_labelled, stop_votes)  # the labelled pixels of the whole batch: the mean of one process
+            if procs.world > 1:
+                votes_read.copy_(stop_votes, non_blocking=True)
+                if votes_copied is not None:
+                    votes_copied.record()
             loss = F.cross_entropy(logits, sup["label"], ignore_index=255, reduction="sum") * procs.world \
                 / n_labelled.clamp(min=1)
             step_stats = [loss.detach()]
@@ -1187,7 +1219,12 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
             saved = evaluate or (done < iters and cfg["checkpoint_every"] and done % cfg["checkpoint_every"] == 0)
             if saved:
                 save_state(done)
-            if done < iters and (stop_votes.item() if procs.world > 1 else stop.signum):
+            elif done == iters:  # a run killed or stopped in its final evaluation resumes at that evaluation
+                save_state(done, final_pending=True)
+                saved = True
+            if procs.world > 1 and votes_copied is not None:
+                votes_copied.synchronize()
+            if votes_read.item() if procs.world > 1 else stop.signum:
                 if not saved:
                     save_state(done)
                 procs.barrier()  # the checkpoint is written before any process ends
@@ -1196,10 +1233,10 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
     # the final teacher is what is reported (no best-iteration picking)
     preds_dir = out / "preds" if cfg["save_preds"] else None
     final_scores = run_evaluation(teacher, eval_set, cfg, mean, std, bundle.palette, preds_dir, procs)
-    if not (cfg["resume"] and start_iter == iters):
+    if not (cfg["resume"] and start_iter == iters and not ckpt.get("final_pending", False)):
         seconds = log_evaluation(final_scores, iters)["seconds"]
         save_state(iters)
-    else:  # --resume of a run stopped after its last checkpoint: its record of this evaluation is written
+    else:  # --resume of a run stopped after its final checkpoint: its record of this evaluation is written
         seconds = seconds_before + time.time() - t0
     final = {**final_scores, "iters": iters, "seconds": seconds, "eval_set": "held_out" if cfg["n_val"] else "val",
              "peak_rss_mb": peak_rss_mb()}

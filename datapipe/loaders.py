@@ -26,12 +26,18 @@ augmented like the image).
 
 ``ignored_signals``: signals the loader's worker processes ignore, for a main process that handles them
 itself (a batch system sends its stop signal to every process of a job; a worker killed by it would fail
-the main process wherever it is, and the main process shuts its workers down anyway).
+the main process wherever it is). A worker starts with them blocked (the main thread blocks them while it
+starts workers) and ignores them from its set-up on. Since such workers
+outlive SIGTERM, which is how ``multiprocessing`` ends daemonic workers when the main process exits (after
+an error, say), they are killed instead, at exit.
 """
 from __future__ import annotations
 
+import atexit
 import functools
+import multiprocessing
 import signal
+import threading
 
 import numpy as np
 import torch
@@ -233,13 +239,49 @@ def own_generator() -> torch.Generator:
 
 
 def ignore_signals(signums: tuple[int, ...], worker_id: int) -> None:
-    """A DataLoader's ``worker_init_fn``: the worker ignores ``signums`` (module doc)."""
+    """A DataLoader's ``worker_init_fn``: the worker ignores ``signums``, which were blocked while it started
+    (module doc)."""
     for signum in signums:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
 
 
-def worker_init(ignored_signals: tuple[int, ...]):
-    return functools.partial(ignore_signals, tuple(ignored_signals)) if ignored_signals else None
+def kill_workers_at_exit() -> None:
+    """atexit: kill the daemonic processes (loader workers) that ``multiprocessing`` would end with SIGTERM
+    and then wait for, forever where they ignore it; torch's SIGCHLD watch goes first (it would report them)."""
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for process in multiprocessing.active_children():
+        if process.daemon:
+            process.kill()
+
+
+class SignalSafeLoader(DataLoader):
+    """A DataLoader whose workers ignore ``ignored_signals`` (module doc)."""
+
+    def __init__(self, *args, ignored_signals: tuple[int, ...] = (), **kwargs):
+        self.ignored_signals = tuple(ignored_signals)
+        if self.ignored_signals:
+            kwargs["worker_init_fn"] = functools.partial(ignore_signals, self.ignored_signals)
+            if kwargs.get("num_workers", 0) > 0:
+                register_kill_at_exit()
+        super().__init__(*args, **kwargs)
+
+    def __iter__(self):
+        if not (self.ignored_signals and hasattr(signal, "pthread_sigmask")
+                and threading.current_thread() is threading.main_thread()):
+            return super().__iter__()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.ignored_signals)  # the workers start now
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came meanwhile is delivered here
+
+
+@functools.cache
+def register_kill_at_exit() -> None:
+    atexit.register(kill_workers_at_exit)  # after multiprocessing's own atexit, so run before it
 
 
 def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed: int, stream: int,
@@ -260,10 +302,10 @@ def stream_loader(dataset: SegDataset, params: AugParams, batch_size: int, seed:
     else:
         views = AugmentedViews(dataset, params, seed, stream, with_label, fill_value(mean), colour)
     sampler = StreamSampler(len(dataset), seed, stream, start, rank, world, batch_size)
-    loader = DataLoader(views, batch_size=batch_size, sampler=sampler,
-                        num_workers=num_workers, collate_fn=Normalise(mean, std),
-                        persistent_workers=num_workers > 0, drop_last=True, generator=own_generator(),
-                        worker_init_fn=worker_init(ignored_signals))
+    loader = SignalSafeLoader(views, batch_size=batch_size, sampler=sampler,
+                              num_workers=num_workers, collate_fn=Normalise(mean, std),
+                              persistent_workers=num_workers > 0, drop_last=True, generator=own_generator(),
+                              ignored_signals=ignored_signals)
     return iter(loader)
 
 
@@ -312,5 +354,5 @@ def eval_loader(dataset: SegDataset, batch_size: int, mean, std, num_workers: in
     """Full images in order; use ``batch_size=1`` when image sizes differ, or ``pad_batch`` (``PadToLargest``).
     ``ignored_signals``: signals the workers ignore (module doc)."""
     collate = PadToLargest(mean, std, dataset.ignore_index) if pad_batch else Normalise(mean, std)
-    return DataLoader(FullImages(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate, generator=own_generator(), worker_init_fn=worker_init(ignored_signals))
+    return SignalSafeLoader(FullImages(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            collate_fn=collate, generator=own_generator(), ignored_signals=ignored_signals)

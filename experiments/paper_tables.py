@@ -268,33 +268,41 @@ def run_table(**options):
     wanted = {run.out: train_seg_semisup.resolved_config(run.args) for run in runs}  # every run valid, up front
     if not runs:
         click.echo(f"no run in shard {options['shard']}")
-    for i, run in enumerate(runs, 1):
-        label = f"[{i}/{len(runs)}] {run.out}"
-        with run_lock(run.out) as lock:
-            if lock is None:
-                click.echo(f"{label}: another process is running it; skipped")
-                continue
-            if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
-                conflicts = train_seg_semisup.config_conflicts(run.out, wanted[run.out], ignore=WHERE_IT_RAN)
-                if conflicts:
-                    raise click.ClickException(f"{run.out} ran with {'; '.join(conflicts)}; give the options it "
-                                               f"ran with, or another --out-root")
-                note = train_seg_semisup.commit_note(run.out)
-                if note:
-                    click.echo(f"note: {note}")
-            if (run.out / "final.json").is_file():
-                final = final_scores(run.out)
-                click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
-                continue
-            if (run.out / "checkpoint.pt").is_file():
-                data = [f"--data-dir={options['data_dir']}"] if options["data_dir"] else []
-                args = ["--resume", f"--out-dir={run.out}", *data, *resume_args(extra)]
-                click.echo(f"{label}: resuming")
-            else:
-                args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
-                click.echo(f"{label}: starting")
-            final = train(run.out, args, lock)
-        click.echo(f"{label}: mIoU {100 * final['miou']:.2f}% in {final['seconds'] / 60:.1f} min")
+    with SignalRelay() as relay:
+        for i, run in enumerate(runs, 1):
+            if relay.signum:  # came while the last run finished: no run starts after it
+                raise stopped_error(f"stopped by {signal.Signals(relay.signum).name} before [{i}/{len(runs)}] "
+                                    f"{run.out}: run this command again to continue", relay.signum)
+            run_one(run, f"[{i}/{len(runs)}] {run.out}", wanted[run.out], options, extra, relay)
+
+
+def run_one(run, label: str, wanted: dict, options: dict, extra: list[str], relay: SignalRelay) -> None:
+    """Keep, resume or start one run of ``run_table`` (``wanted``: its resolved settings)."""
+    with run_lock(run.out) as lock:
+        if lock is None:
+            click.echo(f"{label}: another process is running it; skipped")
+            return
+        if (run.out / "final.json").is_file() or (run.out / "checkpoint.pt").is_file():
+            conflicts = train_seg_semisup.config_conflicts(run.out, wanted, ignore=WHERE_IT_RAN)
+            if conflicts:
+                raise click.ClickException(f"{run.out} ran with {'; '.join(conflicts)}; give the options it "
+                                           f"ran with, or another --out-root")
+            note = train_seg_semisup.commit_note(run.out)
+            if note:
+                click.echo(f"note: {note}")
+        if (run.out / "final.json").is_file():
+            final = final_scores(run.out)
+            click.echo(f"{label}: finished before, mIoU {100 * final['miou']:.2f}%")
+            return
+        if (run.out / "checkpoint.pt").is_file():
+            data = [f"--data-dir={options['data_dir']}"] if options["data_dir"] else []
+            args = ["--resume", f"--out-dir={run.out}", *data, *resume_args(extra)]
+            click.echo(f"{label}: resuming")
+        else:
+            args = [*run.args, "--overwrite"]  # the training script replaces only a run directory
+            click.echo(f"{label}: starting")
+        final = train(run.out, args, lock, relay)
+    click.echo(f"{label}: mIoU {100 * final['miou']:.2f}% in {final['seconds'] / 60:.1f} min")
 
 
 @contextlib.contextmanager
@@ -333,40 +341,65 @@ def final_scores(out: Path) -> dict:
     return final
 
 
-@contextlib.contextmanager
-def passing_on(signums, child: subprocess.Popen):
-    """While in the block, the signals ``signums`` sent to this process go to ``child`` instead (a training
-    process stops after its iteration on them, checkpointed); in another thread than the main one, they
-    cannot be caught and keep their handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, lambda signum, frame: child.send_signal(signum)) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+class SignalRelay:
+    """While entered, SIGTERM and SIGUSR1 (the training script's STOP_SIGNALS) sent to this process are noted
+    (``signum``, the first one's) and passed on to ``child``, the training process running now, if any: it
+    stops after its iteration, checkpointed, and no further run starts. In another thread than the main one
+    signals cannot be caught: nothing is installed."""
+
+    def __init__(self):
+        self.signum = 0
+        self.child: subprocess.Popen | None = None
+        self.previous = {}
+
+    def note(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+    def __enter__(self) -> SignalRelay:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self.note) for sig in train_seg_semisup.STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
-def train(out: Path, args: list[str], lock) -> dict:
+def stopped_error(message: str, signum: int) -> click.ClickException:
+    error = click.ClickException(message)
+    error.exit_code = 128 + signum
+    return error
+
+
+def train(out: Path, args: list[str], lock, relay: SignalRelay | None = None) -> dict:
     """One training process (inheriting ``lock``'s descriptor), its output appended to ``<out>.log``; its
-    final scores."""
+    final scores. ``relay`` passes stop signals on to it."""
     log_path = out.parent / f"{out.name}.log"
     with open(log_path, "a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(args)}\n")
         log.flush()
         # the lock's descriptor goes to the training process, which keeps it out of its loader workers
         env = {**os.environ, train_seg_semisup.INHERITED_LOCK_ENV: str(lock.fileno())} if fcntl else None
-        with subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
-                              stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),) if fcntl else ()) as child, \
-                passing_on(train_seg_semisup.STOP_SIGNALS, child):
+        child = subprocess.Popen([sys.executable, str(ROOT / "train_seg_semisup.py"), *args], stdout=log,
+                                 stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),) if fcntl else ())
+        try:
+            if relay is not None:
+                relay.child = child
             code = child.wait()
-    if code - 128 in train_seg_semisup.STOP_SIGNALS:  # stopped after an iteration, checkpointed
-        stopped = click.ClickException(f"{out} was stopped by {signal.Signals(code - 128).name}, with a checkpoint: "
-                                       f"run this command again to resume it (log: {log_path})")
-        stopped.exit_code = code
-        raise stopped
+        except BaseException:  # Ctrl-C, say: no training process is left behind holding the run's lock
+            child.kill()
+            child.wait()
+            raise
+        finally:
+            if relay is not None:
+                relay.child = None
+    # stopped after an iteration, checkpointed (or ended by the signal before its training began)
+    signum = code - 128 if code > 0 else -code
+    if signum in train_seg_semisup.STOP_SIGNALS:
+        raise stopped_error(f"{out} was stopped by {signal.Signals(signum).name}: run this command again to "
+                            f"continue it (log: {log_path})", signum)
     if code != 0 or not (out / "final.json").is_file():
         last = (log_path.read_text().strip().splitlines() or [""])[-1]
         raise click.ClickException(f"{out} failed (exit {code}{', no final.json' if code == 0 else ''}): {last}  "

@@ -1,4 +1,9 @@
 import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -8,6 +13,8 @@ import torch
 import datapipe
 from datapipe.loaders import AugmentedViews, PairedViews
 from datapipe.synthetic import CLASS_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_synthetic_is_deterministic_and_well_formed():
@@ -116,6 +123,37 @@ def test_stream_loader_is_reproducible_and_resumable():
     for a, b in zip(full, with_workers, strict=True):
         torch.testing.assert_close(a["image"], b["image"])
         torch.testing.assert_close(a["matrix"], b["matrix"])
+
+
+WORKERS_IGNORING_SIGTERM = """import multiprocessing, os, signal, sys, time
+import datapipe
+bundle = datapipe.build_dataset("synthetic", n_train=12)
+params = datapipe.AugParams(crop_size=(32, 32))
+it = datapipe.stream_loader(bundle.train, params, 4, 0, 1, False, (0.5,) * 3, (0.25,) * 3, 1,
+                            ignored_signals=(signal.SIGTERM,))
+next(it)
+workers = [p for p in multiprocessing.active_children() if p.daemon]
+assert len(workers) == 1
+os.kill(workers[0].pid, signal.SIGTERM)  # as a batch system signals every process of a job
+time.sleep(0.5)
+next(it)  # the worker lives on
+assert workers[0].is_alive()
+print("worker alive", flush=True)
+raise RuntimeError("an error after the workers started")
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signals")
+def test_workers_ignoring_sigterm_do_not_outlive_an_error(tmp_path):
+    """Loader workers with ``ignored_signals`` survive SIGTERM, and a process that fails after starting them
+    still exits (multiprocessing ends daemonic workers at exit with SIGTERM and waits for them: it would
+    wait forever), without a report of the killed worker."""
+    script = tmp_path / "workers.py"
+    script.write_text(WORKERS_IGNORING_SIGTERM)
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == "worker alive\n", proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "RuntimeError: an error after the workers started", proc.stderr
 
 
 @pytest.mark.parametrize("params", [

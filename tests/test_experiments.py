@@ -224,7 +224,8 @@ def test_summary_by_hand(tmp_path):
 
 STAND_IN = """import json, os, signal, sys, time
 from pathlib import Path
-out = Path(sys.argv[sys.argv.index("--out-dir") + 1])
+argv = [part for arg in sys.argv for part in arg.split("=", 1)]  # --out-dir=PATH too
+out = Path(argv[argv.index("--out-dir") + 1])
 out.mkdir()
 fd = os.environ.get("SEMISUP_INHERITED_LOCK_FD")
 (out / "seen.json").write_text(json.dumps({"fd": fd, "open": fd is not None and os.path.exists(f"/proc/self/fd/{fd}")}))
@@ -232,7 +233,11 @@ if "--stop" in sys.argv:  # as a training process: SIGTERM stops it after its it
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     (out / "ready").touch()
     time.sleep(60)
-(out / "final.json").write_text(json.dumps({"miou": 0.5}))
+if os.environ.get("STAND_IN") == "signal_parent":  # as a batch system's SIGUSR1 in a run's last iteration:
+    signal.signal(signal.SIGUSR1, lambda signum, frame: (out / "passed_on").touch())  # the run finishes
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(1)
+(out / "final.json").write_text(json.dumps({"miou": 0.5, "seconds": 1.0}))
 """
 
 
@@ -252,7 +257,7 @@ def test_the_training_process_gets_the_run_lock_and_its_name(tmp_path, stand_in_
     so that it keeps the descriptor out of its forked loader workers."""
     out = tmp_path / "run"
     with paper_tables.run_lock(out) as lock:
-        assert paper_tables.train(out, ["--out-dir", str(out)], lock) == {"miou": 0.5}
+        assert paper_tables.train(out, ["--out-dir", str(out)], lock) == {"miou": 0.5, "seconds": 1.0}
         assert json.loads((out / "seen.json").read_text()) == {"fd": str(lock.fileno()), "open": True}
 
 
@@ -274,11 +279,29 @@ def test_a_stop_signal_goes_to_the_training_process(tmp_path, stand_in_training)
 
     threading.Thread(target=signal_when_ready, daemon=True).start()
     try:
-        with paper_tables.run_lock(out) as lock, pytest.raises(click.ClickException) as stopped:
-            paper_tables.train(out, ["--out-dir", str(out), "--stop"], lock)
+        with paper_tables.SignalRelay() as relay, paper_tables.run_lock(out) as lock, \
+                pytest.raises(click.ClickException) as stopped:
+            paper_tables.train(out, ["--out-dir", str(out), "--stop"], lock, relay)
         assert not caught and signal.getsignal(signal.SIGTERM) is own  # passed on, then handed back
     finally:
         signal.signal(signal.SIGTERM, before)
     assert stopped.value.exit_code == 128 + signal.SIGTERM
-    assert stopped.value.message == (f"{out} was stopped by SIGTERM, with a checkpoint: run this command again to "
-                                     f"resume it (log: {tmp_path / 'run.log'})")
+    assert stopped.value.message == (f"{out} was stopped by SIGTERM: run this command again to continue it "
+                                     f"(log: {tmp_path / 'run.log'})")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+def test_run_starts_no_run_after_a_stop_signal(tmp_path, stand_in_training, monkeypatch):
+    """SIGUSR1 while a run finishes (its last iteration): passed on to it, and no further run starts; the
+    command stops with 128 + 10 in one line."""
+    root = make_cityscapes(tmp_path / "cityscapes", n_train=4)
+    out_root = tmp_path / "paper"
+    monkeypatch.setenv("STAND_IN", "signal_parent")
+    args = ["run", "--table", "cityscapes", "--arch", "unet_small", "--regs", "none,cutmix", "--labels", "2",
+            "--seeds", "1", "--data-dir", root, "--out-root", out_root, "--", "--no-pretrained", "--iters", "2"]
+    result = invoke(*args)
+    runs = [out_root / "cityscapes" / "unet_small" / f"{reg}-n2-s1" for reg in ("none", "cutmix")]
+    assert result.exit_code == 128 + signal.SIGUSR1, result.output
+    assert result.output.strip().splitlines()[-1] == f"Error: stopped by SIGUSR1 before [2/2] {runs[1]}: run this " \
+                                                      f"command again to continue"
+    assert (runs[0] / "passed_on").is_file() and (runs[0] / "final.json").is_file() and not runs[1].exists()

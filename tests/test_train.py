@@ -307,6 +307,7 @@ def test_a_stop_signal_checkpoints_the_iteration_and_resumes_to_the_uninterrupte
         torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
 def test_stop_request_notes_stop_signals_while_entered():
     before = {sig: signal.getsignal(sig) for sig in train_seg_semisup.STOP_SIGNALS}
     with train_seg_semisup.StopRequest() as stop:
@@ -363,6 +364,48 @@ def test_checkpoint_every_resumes_between_evaluations_to_the_same_run(tmp_path, 
     assert run(["--resume", "--iters", "8", "--checkpoint-every", "1", "--out-dir", str(out)]).exit_code == 0
     saved = json.loads((out / "config.json").read_text())
     assert (saved["iters"], saved["checkpoint_every"]) == (8, 1)
+
+
+def test_a_run_killed_in_its_final_evaluation_resumes_at_it(tmp_path, monkeypatch):
+    """The end of training is checkpointed before the final evaluation: killed in it (or after its record was
+    written), the run resumes at that evaluation, and ends as the uninterrupted run, log and scores."""
+    args = [*TINY, "--reg", "cutmix", "--conf-thresh", "0"]  # 4 iterations, evaluations at 2 and at the end
+    assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
+    evaluate, calls = train_seg_semisup.run_evaluation, []
+
+    def killed_in_the_final_evaluation(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed
+        return evaluate(*a, **k)
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(train_seg_semisup, "run_evaluation", killed_in_the_final_evaluation)
+    with pytest.raises(Killed):
+        run([*args, "--out-dir", str(out)])
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (ckpt["iter"], ckpt["final_pending"]) == (4, True) and iters_logged(out) == [2]
+    with open(out / "metrics.jsonl", "a") as f:  # as if killed after the final record, before the last save
+        f.write(json.dumps({"iter": 4, "miou": 0.0}) + "\n")
+    shutil.copytree(out, tmp_path / "extended")
+    monkeypatch.setattr(train_seg_semisup, "run_evaluation", evaluate)
+    result = run(["--resume", "--out-dir", str(out)])
+    assert result.exit_code == 0 and "1 line(s) written after the checkpoint of iteration 4" in result.output
+
+    def log(out):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    assert log(out) == log(tmp_path / "whole") and [m["iter"] for m in log(out)] == [2, 4]
+    finals = [json.loads((d / "final.json").read_text()) for d in (tmp_path / "whole", out)]
+    assert finals[0]["miou"] == finals[1]["miou"]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["final_pending"] is False
+    assert run(["--resume", "--out-dir", str(out)]).exit_code == 1  # finished: nothing to resume
+    # extended instead (--iters 6): the evaluation it was stopped before comes first, as if it had finished
+    assert run(["--resume", "--iters", "6", "--out-dir", str(tmp_path / "whole")]).exit_code == 0
+    assert run(["--resume", "--iters", "6", "--out-dir", str(tmp_path / "extended")]).exit_code == 0
+    assert log(tmp_path / "extended") == log(tmp_path / "whole") and [m["iter"] for m in log(out)] == [2, 4]
+    assert [m["iter"] for m in log(tmp_path / "whole")] == [2, 4, 6]
 
 
 def test_resume_moves_aside_the_log_lines_written_after_the_checkpoint(tmp_path):

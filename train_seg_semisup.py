@@ -804,10 +804,6 @@ class TrainingStopped(click.ClickException):
         self.exit_code = 128 + signum
 
 
-class Stopped(Exception):
-    """The launcher was sent SIGTERM, SIGHUP or SIGUSR1 (``args[0]``)."""
-
-
 def launch_processes(n: int, args: list[str]) -> int:
     """Run this script with ``args`` in ``n`` processes on this machine, as ``torchrun --standalone
     --nproc_per_node=n`` would (with its default of one OpenMP thread per process unless OMP_NUM_THREADS is
@@ -841,13 +837,15 @@ def launch_processes(n: int, args: list[str]) -> int:
                     sys.stderr.write(line)
                     sys.stderr.flush()
 
-    def stop(signum, frame):
-        raise Stopped(signum)
+    received = []  # signals sent to the launcher, passed on by its loop (a handler only notes them)
+
+    def note(signum, frame):
+        received.append(signum)
 
     relays = [threading.Thread(target=relay, args=(r, c.stderr), daemon=True) for r, c in enumerate(children)]
     for thread in relays:
         thread.start()
-    handlers = {sig: signal.signal(sig, stop) for sig in dict.fromkeys((signal.SIGTERM, signal.SIGHUP, *STOP_SIGNALS))}
+    handlers = {sig: signal.signal(sig, note) for sig in dict.fromkeys((signal.SIGTERM, signal.SIGHUP, *STOP_SIGNALS))}
     forwarded = None  # the signal passed on to the processes, which stop after their iteration
 
     def forward(signum: int) -> None:
@@ -860,28 +858,24 @@ def launch_processes(n: int, args: list[str]) -> int:
     status = 0
     try:
         while True:
-            try:
-                codes = [c.poll() for c in children]
-                # stopped after an iteration (128 + the signal), or ended by the signal passed on to it (it
-                # came as the process was ending: restored, its default ends it)
-                stops = {code: code if code > 0 else 128 - code for code in codes if code is not None and (
-                    code - 128 in STOP_SIGNALS or (forwarded is not None and code == -forwarded))}
-                stopped = [stops[code] for code in codes if code in stops]
-                failed = [(r, code) for r, code in enumerate(codes) if code not in (None, 0, *stops)]
-                if failed:  # the others fail only because it is gone, or wait for it forever: killed below
-                    rank, status = failed[0]
-                    if status < 0:
-                        click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
-                        status = 128 - status
-                    break
-                if None not in codes:  # all ended: finished (0), or stopped after an iteration, checkpointed
-                    status = stopped[0] if stopped else 0
-                    break
-                if stopped and forwarded is None:  # one was signalled alone (a batch system signals every
-                    forward(stopped[0] - 128)  # process): the others stop after the same iteration
-                time.sleep(0.1)
-            except Stopped as err:  # passed on, each time (a process notes it once); they end in their time
-                forward(err.args[0] if err.args[0] in STOP_SIGNALS else signal.SIGTERM)
+            while received:  # passed on, each time (a process notes it once); they end in their time
+                signum = received.pop(0)
+                forward(signum if signum in STOP_SIGNALS else signal.SIGTERM)
+            codes = [c.poll() for c in children]
+            stopped = [code for code in codes if code is not None and code - 128 in STOP_SIGNALS]
+            failed = [(r, code) for r, code in enumerate(codes) if code not in (None, 0, *stopped)]
+            if failed:  # the others fail only because it is gone, or wait for it forever: killed below
+                rank, status = failed[0]
+                if status < 0:
+                    click.echo(f"Error: process {rank} was stopped by {signal.Signals(-status).name}", err=True)
+                    status = 128 - status
+                break
+            if None not in codes:  # all ended: finished (0), or stopped after an iteration, checkpointed
+                status = stopped[0] if stopped else 0
+                break
+            if stopped and forwarded is None:  # one was signalled alone (a batch system signals every
+                forward(stopped[0] - 128)  # process): the others stop after the same iteration
+            time.sleep(0.1)
     except KeyboardInterrupt:  # Ctrl-C: killed at once
         status = 130
     finally:
@@ -955,13 +949,17 @@ def run_evaluation(model, dataset, cfg, net_mean, net_std, palette=None, preds_d
 
 # ----------------------------------------------------------------------------- training
 
-def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None) -> dict:
-    """Train the run ``cfg`` describes (a new one, or ``--resume``); its final scores."""
+def train(cfg: dict, bundle: datapipe.DataBundle, procs: Processes | None = None,
+          stop: StopRequest | None = None) -> dict:
+    """Train the run ``cfg`` describes (a new one, or ``--resume``); its final scores. ``stop``: an entered
+    StopRequest that the training loop heeds (by default one entered for the call)."""
     with contextlib.ExitStack() as held:  # the run directory's lock, released when training ends
-        return train_locked(cfg, bundle, procs or Processes({}), held)
+        stop = stop if stop is not None else held.enter_context(StopRequest())
+        return train_locked(cfg, bundle, procs or Processes({}), held, stop)
 
 
-def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held: contextlib.ExitStack) -> dict:
+def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held: contextlib.ExitStack,
+                 stop: StopRequest) -> dict:
     if cfg["resume"] and cfg["processes"] != procs.world:
         raise ConfigError(f"--resume: the run in {cfg['out_dir']} trained in {cfg['processes']} process(es); "
                           f"continue it with as many (--processes {cfg['processes']})")
@@ -1155,9 +1153,8 @@ def train_locked(cfg: dict, bundle: datapipe.DataBundle, procs: Processes, held:
                                  item_show_func=lambda _: None if math.isnan(running["shown"]) else
                                  f"sup {running['shown']:.3f}") if procs.main else \
         contextlib.nullcontext(range(start_iter, iters))
-    # SIGTERM or SIGUSR1 (a batch system's warning) stops the run after the current iteration, checkpointed;
-    # noted until the run ends, so one that arrives during the final evaluation lets the run finish
-    stop = held.enter_context(StopRequest())
+    # SIGTERM or SIGUSR1 (a batch system's warning), noted by ``stop`` since the run began, stops it after the
+    # current iteration, checkpointed; one that arrives during the final evaluation lets the run finish
     # several processes: whether any of them was signalled, summed on the device at the start of each step and
     # read at its end; on a GPU through a pinned copy and an event, so that the host waits for that early
     # point of the step only, not for the whole step
@@ -1533,13 +1530,16 @@ def main(**given):
         raise ConfigError(f"--processes {given['processes']} differs from the {procs.world} process(es) that "
                           f"torchrun started; drop --processes")
     given = {**given, "processes": None}  # the count is the processes' own, set by train()
-    try:
-        cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
-        train(cfg, bundle, procs)
-    except (datapipe.DataError, architectures.WeightsError) as err:
-        raise click.ClickException(one_line(err)) from None
-    finally:
-        procs.stop()
+    # from here until the process ends, SIGTERM and SIGUSR1 are noted: one that comes while the run starts
+    # stops it after its first iteration, and one that comes as it ends leaves its end (and exit status) alone
+    with StopRequest() as stop:
+        try:
+            cfg, bundle = resume_config(given) if given["resume"] else resolve_config(given)
+            train(cfg, bundle, procs, stop)
+        except (datapipe.DataError, architectures.WeightsError) as err:
+            raise click.ClickException(one_line(err)) from None
+        finally:
+            procs.stop()
 
 
 # ----------------------------------------------------------------------------- reusing finished runs

@@ -29,15 +29,15 @@ itself (a batch system sends its stop signal to every process of a job; a worker
 the main process wherever it is). A worker starts with them blocked (the main thread blocks them while it
 starts workers) and ignores them from its set-up on. Since such workers
 outlive SIGTERM, which is how ``multiprocessing`` ends daemonic workers when the main process exits (after
-an error, say), they are killed instead, at exit.
+an error, say), they are killed instead, at exit (these workers only).
 """
 from __future__ import annotations
 
 import atexit
 import functools
-import multiprocessing
 import signal
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -247,14 +247,17 @@ def ignore_signals(signums: tuple[int, ...], worker_id: int) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
 
 
+SIGNAL_IGNORING_WORKERS = weakref.WeakSet()  # the worker processes of SignalSafeLoaders with ignored signals
+
+
 def kill_workers_at_exit() -> None:
-    """atexit: kill the daemonic processes (loader workers) that ``multiprocessing`` would end with SIGTERM
-    and then wait for, forever where they ignore it; torch's SIGCHLD watch goes first (it would report them)."""
-    if hasattr(signal, "SIGCHLD"):
+    """atexit: kill the loader workers that ignore signals, which ``multiprocessing`` would end with SIGTERM
+    and then wait for, forever; torch's SIGCHLD watch goes first (it would report them)."""
+    alive = [process for process in SIGNAL_IGNORING_WORKERS if process.is_alive()]
+    if alive and hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for process in multiprocessing.active_children():
-        if process.daemon:
-            process.kill()
+    for process in alive:
+        process.kill()
 
 
 class SignalSafeLoader(DataLoader):
@@ -262,6 +265,8 @@ class SignalSafeLoader(DataLoader):
 
     def __init__(self, *args, ignored_signals: tuple[int, ...] = (), **kwargs):
         self.ignored_signals = tuple(ignored_signals)
+        if self.ignored_signals and kwargs.get("worker_init_fn") is not None:
+            raise ValueError("ignored_signals sets the workers' worker_init_fn; give one or the other")
         if self.ignored_signals:
             kwargs["worker_init_fn"] = functools.partial(ignore_signals, self.ignored_signals)
             if kwargs.get("num_workers", 0) > 0:
@@ -269,14 +274,17 @@ class SignalSafeLoader(DataLoader):
         super().__init__(*args, **kwargs)
 
     def __iter__(self):
-        if not (self.ignored_signals and hasattr(signal, "pthread_sigmask")
-                and threading.current_thread() is threading.main_thread()):
-            return super().__iter__()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.ignored_signals)  # the workers start now
+        block = bool(self.ignored_signals) and self.num_workers > 0 and hasattr(signal, "pthread_sigmask") \
+            and threading.current_thread() is threading.main_thread()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.ignored_signals) if block else None
         try:
-            return super().__iter__()
+            iterator = super().__iter__()  # the workers start here
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came meanwhile is delivered here
+            if block:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one that came meanwhile is delivered here
+        if self.ignored_signals:
+            SIGNAL_IGNORING_WORKERS.update(getattr(iterator, "_workers", ()))  # torch's worker processes
+        return iterator
 
 
 @functools.cache

@@ -343,9 +343,9 @@ def final_scores(out: Path) -> dict:
 
 class SignalRelay:
     """While entered, SIGTERM and SIGUSR1 (the training script's STOP_SIGNALS) sent to this process are noted
-    (``signum``, the first one's) and passed on to ``child``, the training process running now, if any: it
-    stops after its iteration, checkpointed, and no further run starts. In another thread than the main one
-    signals cannot be caught: nothing is installed."""
+    (``signum``, the first one's; SIGHUP as SIGTERM) and passed on to ``child``, the training process running
+    now, if any: it stops after its iteration, checkpointed, and no further run starts. In another thread
+    than the main one signals cannot be caught: nothing is installed."""
 
     def __init__(self):
         self.signum = 0
@@ -353,13 +353,21 @@ class SignalRelay:
         self.previous = {}
 
     def note(self, signum, frame) -> None:
+        signum = signum if signum in train_seg_semisup.STOP_SIGNALS else signal.SIGTERM
         self.signum = self.signum or signum
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
 
+    def watch(self, child: subprocess.Popen | None) -> None:
+        """``child`` is the training process now (None: none); a signal noted before it started goes to it."""
+        self.child = child
+        if child is not None and self.signum:
+            child.send_signal(self.signum)
+
     def __enter__(self) -> SignalRelay:
         if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.note) for sig in train_seg_semisup.STOP_SIGNALS}
+            self.previous = {sig: signal.signal(sig, self.note)
+                             for sig in dict.fromkeys((*train_seg_semisup.STOP_SIGNALS, signal.SIGHUP))}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -386,15 +394,19 @@ def train(out: Path, args: list[str], lock, relay: SignalRelay | None = None) ->
                                  stderr=subprocess.STDOUT, env=env, pass_fds=(lock.fileno(),) if fcntl else ())
         try:
             if relay is not None:
-                relay.child = child
+                relay.watch(child)
             code = child.wait()
-        except BaseException:  # Ctrl-C, say: no training process is left behind holding the run's lock
-            child.kill()
-            child.wait()
+        except BaseException:  # Ctrl-C, say: the training process ends too (as Ctrl-C ends it: with several
+            child.send_signal(signal.SIGINT)  # processes, its launcher kills them), not left holding the lock
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
             raise
         finally:
             if relay is not None:
-                relay.child = None
+                relay.watch(None)
     # stopped after an iteration, checkpointed (or ended by the signal before its training began)
     signum = code - 128 if code > 0 else -code
     if signum in train_seg_semisup.STOP_SIGNALS:

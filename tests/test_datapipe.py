@@ -132,13 +132,14 @@ params = datapipe.AugParams(crop_size=(32, 32))
 it = datapipe.stream_loader(bundle.train, params, 4, 0, 1, False, (0.5,) * 3, (0.25,) * 3, 1,
                             ignored_signals=(signal.SIGTERM,))
 next(it)
-workers = [p for p in multiprocessing.active_children() if p.daemon]
+workers = list(datapipe.loaders.SIGNAL_IGNORING_WORKERS)
 assert len(workers) == 1
 os.kill(workers[0].pid, signal.SIGTERM)  # as a batch system signals every process of a job
 time.sleep(0.5)
 next(it)  # the worker lives on
 assert workers[0].is_alive()
 print("worker alive", flush=True)
+pool = multiprocessing.Pool(1)  # other daemonic processes are left to multiprocessing (a killed one would hang it)
 raise RuntimeError("an error after the workers started")
 """
 

@@ -305,3 +305,14 @@ def test_run_starts_no_run_after_a_stop_signal(tmp_path, stand_in_training, monk
     assert result.output.strip().splitlines()[-1] == f"Error: stopped by SIGUSR1 before [2/2] {runs[1]}: run this " \
                                                       f"command again to continue"
     assert (runs[0] / "passed_on").is_file() and (runs[0] / "final.json").is_file() and not runs[1].exists()
+
+
+def test_a_stop_signal_noted_before_the_training_process_started_goes_to_it(tmp_path, stand_in_training):
+    out = tmp_path / "run"
+    relay = paper_tables.SignalRelay()  # not entered: as if the signal came while the run was being set up
+    relay.signum = signal.SIGTERM
+    t0 = time.monotonic()
+    with paper_tables.run_lock(out) as lock, pytest.raises(click.ClickException) as stopped:
+        paper_tables.train(out, ["--out-dir", str(out), "--stop"], lock, relay)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM and time.monotonic() - t0 < 30  # not its 60 s
+    assert relay.child is None

@@ -308,6 +308,25 @@ def test_a_stop_signal_checkpoints_the_iteration_and_resumes_to_the_uninterrupte
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+def test_a_stop_signal_while_the_run_starts_stops_it_after_its_first_iteration(tmp_path, monkeypatch):
+    resolve = train_seg_semisup.resolve_config
+
+    def signalled_while_loading(*a, **k):
+        os.kill(os.getpid(), signal.SIGUSR1)  # noted (the training script's handler), not the end of the process
+        return resolve(*a, **k)
+
+    monkeypatch.setattr(train_seg_semisup, "resolve_config", signalled_while_loading)
+    before = signal.getsignal(signal.SIGUSR1)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(train_seg_semisup.main, [*TINY, "--out-dir", str(out)])
+    assert result.exit_code == 128 + signal.SIGUSR1 and result.output.strip().splitlines()[-1] == (
+        f"Error: stopped by SIGUSR1 after iteration 1 of 4, with a checkpoint: continue with python "
+        f"train_seg_semisup.py --resume --out-dir {out}"), result.output
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["iter"] == 1
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
 def test_stop_request_notes_stop_signals_while_entered():
     before = {sig: signal.getsignal(sig) for sig in train_seg_semisup.STOP_SIGNALS}
     with train_seg_semisup.StopRequest() as stop:

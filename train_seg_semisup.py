@@ -777,6 +777,8 @@ class StopRequest:
     process; the training loop stops at the end of its iteration. Signals can only be handled in the main
     thread: in another, nothing is installed and the signals keep their handlers."""
 
+    signals = STOP_SIGNALS  # the signals noted
+
     def __init__(self):
         self.signum = 0
         self.previous = {}
@@ -786,7 +788,7 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.note) for sig in STOP_SIGNALS}
+            self.previous = {sig: signal.signal(sig, self.note) for sig in self.signals}
         return self
 
     def __exit__(self, *exc) -> None:

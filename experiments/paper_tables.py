@@ -25,7 +25,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,20 +340,21 @@ def final_scores(out: Path) -> dict:
     return final
 
 
-class SignalRelay:
+class SignalRelay(train_seg_semisup.StopRequest):
     """While entered, SIGTERM and SIGUSR1 (the training script's STOP_SIGNALS) sent to this process are noted
     (``signum``, the first one's; SIGHUP as SIGTERM) and passed on to ``child``, the training process running
     now, if any: it stops after its iteration, checkpointed, and no further run starts. In another thread
     than the main one signals cannot be caught: nothing is installed."""
 
+    signals = tuple(dict.fromkeys((*train_seg_semisup.STOP_SIGNALS, signal.SIGHUP)))
+
     def __init__(self):
-        self.signum = 0
+        super().__init__()
         self.child: subprocess.Popen | None = None
-        self.previous = {}
 
     def note(self, signum, frame) -> None:
         signum = signum if signum in train_seg_semisup.STOP_SIGNALS else signal.SIGTERM
-        self.signum = self.signum or signum
+        super().note(signum, frame)
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signum)
 
@@ -363,16 +363,6 @@ class SignalRelay:
         self.child = child
         if child is not None and self.signum:
             child.send_signal(self.signum)
-
-    def __enter__(self) -> SignalRelay:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.note)
-                             for sig in dict.fromkeys((*train_seg_semisup.STOP_SIGNALS, signal.SIGHUP))}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def stopped_error(message: str, signum: int) -> click.ClickException:

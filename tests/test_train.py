@@ -222,6 +222,12 @@ def iters_logged(out: Path) -> list[int]:
     return [json.loads(line)["iter"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def log(out: Path) -> list[dict]:
+    """The run's metrics.jsonl records without their wall times (what an uninterrupted run must repeat)."""
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
 IN_USE = "is in use by another training process (it holds the directory's lock); wait for that run to end"
 
 
@@ -297,10 +303,6 @@ def test_a_stop_signal_checkpoints_the_iteration_and_resumes_to_the_uninterrupte
     assert run(["--resume", "--out-dir", str(stopped)]).exit_code == 0
     assert run([*args, "--out-dir", str(tmp_path / "whole")]).exit_code == 0
 
-    def log(out):
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                for line in (out / "metrics.jsonl").read_text().splitlines()]
-
     assert log(stopped) == log(tmp_path / "whole") and [m["iter"] for m in log(stopped)] == list(range(2, 31, 2))
     states = [torch.load(out / "checkpoint.pt", weights_only=False)["teacher"] for out in (tmp_path / "whole", stopped)]
     for key in states[0]:
@@ -369,11 +371,8 @@ def test_checkpoint_every_resumes_between_evaluations_to_the_same_run(tmp_path, 
     result = run(["--resume", "--out-dir", str(out)])
     assert result.exit_code == 0, result.output
 
-    def log(name):
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-
-    assert log("killed") == log("whole") == log("plain") and [m["iter"] for m in log("plain")] == [4, 6]
+    assert log(tmp_path / "killed") == log(tmp_path / "whole") == log(tmp_path / "plain")
+    assert [m["iter"] for m in log(tmp_path / "plain")] == [4, 6]
     states = [torch.load(tmp_path / r / "checkpoint.pt", weights_only=False)["teacher"]
               for r in ("plain", "whole", "killed")]
     for key in states[0]:
@@ -410,10 +409,6 @@ def test_a_run_killed_in_its_final_evaluation_resumes_at_it(tmp_path, monkeypatc
     monkeypatch.setattr(train_seg_semisup, "run_evaluation", evaluate)
     result = run(["--resume", "--out-dir", str(out)])
     assert result.exit_code == 0 and "1 line(s) written after the checkpoint of iteration 4" in result.output
-
-    def log(out):
-        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                for line in (out / "metrics.jsonl").read_text().splitlines()]
 
     assert log(out) == log(tmp_path / "whole") and [m["iter"] for m in log(out)] == [2, 4]
     finals = [json.loads((d / "final.json").read_text()) for d in (tmp_path / "whole", out)]
